@@ -1,0 +1,83 @@
+"""Atomic file output: write to a temporary file in the destination folder, then rename.
+
+A failure (exception, Ctrl-C) inside :func:`atomic_output` removes the temporary file, so a
+half-written file never appears under the final name (DESIGN.md, "Conventions").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+__all__ = ["atomic_output", "check_not_input"]
+
+
+def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse to write ``path`` when it is one of ``inputs`` (same file after resolving links).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: ``path`` names one of the input files (FLAP never overwrites its inputs).
+    """
+    out = Path(path)
+    for src in inputs:
+        if src is None:
+            continue
+        src = Path(src)
+        same = False
+        if src.exists() and out.exists():
+            same = os.path.samefile(src, out)
+        else:
+            same = src.resolve() == out.resolve()
+        if same:
+            raise ValueError(f"refusing to overwrite input file {src} (output path {out} is the same file)")
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
+    """Context manager yielding a temporary path to write; renamed to ``path`` on success.
+
+    The temporary file lives in the same folder as ``path`` (so the final ``os.replace`` is atomic)
+    and keeps the same suffix (so writers that pick a format from the extension still work). The
+    parent folder is created if needed. On any exception the temporary file is deleted and the
+    exception re-raised; an existing file at ``path`` is then left untouched.
+
+    Args:
+        path: final output path.
+        inputs: paths that must not be overwritten (see :func:`check_not_input`).
+
+    Raises:
+        ValueError: ``path`` is one of ``inputs``.
+
+    Example::
+
+        with atomic_output("out/coeffs.npz") as tmp:
+            np.savez(tmp, x=x)
+    """
+    final = check_not_input(path, inputs)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise RuntimeError(f"atomic_output: nothing was written for {final}")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
