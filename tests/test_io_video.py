@@ -113,7 +113,10 @@ def test_atomic_output_keeps_old_file_on_error(tmp_path):
         (lambda p: None, "not found"),
         (lambda p: p.write_bytes(b""), "empty"),
         (lambda p: p.write_text("this is a text file, not a video\n" * 50), "cannot read"),
-        (lambda p: p.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))), "cannot read|corrupt|zero"),
+        (
+            lambda p: p.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))),
+            "cannot read|corrupt|zero",
+        ),
     ],
     ids=["missing", "zero-length", "text", "random-bytes"],
 )

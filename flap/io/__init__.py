@@ -6,7 +6,15 @@ Public API: :func:`read_video`, :func:`iter_video`, :func:`probe_video`, :func:`
 
 from flap.io.atomic import atomic_output, check_not_input
 from flap.io.audio import read_audio_track
-from flap.io.video import VideoInfo, VideoReadError, VideoStream, iter_video, probe_video, read_video, write_video
+from flap.io.video import (
+    VideoInfo,
+    VideoReadError,
+    VideoStream,
+    iter_video,
+    probe_video,
+    read_video,
+    write_video,
+)
 
 __all__ = [
     "VideoInfo",

@@ -46,7 +46,9 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
+def atomic_output(
+    path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Iterator[Path]:
     """Context manager yielding a temporary path to write; renamed to ``path`` on success.
 
     The temporary file lives in the same folder as ``path`` (so the final ``os.replace`` is atomic)

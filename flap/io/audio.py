@@ -8,7 +8,6 @@ dependencies.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import av
 import numpy as np

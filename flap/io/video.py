@@ -25,7 +25,15 @@ import numpy as np
 
 from flap.io.atomic import atomic_output
 
-__all__ = ["VideoInfo", "VideoReadError", "VideoStream", "iter_video", "probe_video", "read_video", "write_video"]
+__all__ = [
+    "VideoInfo",
+    "VideoReadError",
+    "VideoStream",
+    "iter_video",
+    "probe_video",
+    "read_video",
+    "write_video",
+]
 
 #: Image file suffixes that :func:`read_video` accepts as a one-frame video.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -78,7 +86,9 @@ def _open(path: Path):
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, OSError) as exc:
-        raise VideoReadError(f"cannot read {path} as a video (corrupt or not a video/image file): {exc}") from exc
+        raise VideoReadError(
+            f"cannot read {path} as a video (corrupt or not a video/image file): {exc}"
+        ) from exc
     if not container.streams.video:
         container.close()
         kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -158,7 +168,9 @@ class VideoStream:
                 yield frame.to_ndarray(format="rgb24")
                 count += 1
         except av.FFmpegError as exc:
-            raise VideoReadError(f"corrupt video {self.path}: decoding failed after {count} frames: {exc}") from exc
+            raise VideoReadError(
+                f"corrupt video {self.path}: decoding failed after {count} frames: {exc}"
+            ) from exc
         finally:
             self._container.close()
         if count == 0 and (self.max_frames is None or self.max_frames > 0):
