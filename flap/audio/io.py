@@ -1,0 +1,131 @@
+"""Load any audio (or the audio track of a video) as float32 mono at a fixed sample rate.
+
+Decoding tries libsndfile (wav, flac, ogg, mp3 through `soundfile`) first and PyAV/FFmpeg
+(m4a, aac, mp2, the audio stream of mp4/mpg/mkv ...) second. Channels are averaged to mono and the
+signal is resampled with soxr (high quality, the resampler librosa uses).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from flap.flame.coeffs import DEFAULT_FPS
+
+__all__ = ["AudioError", "load_audio", "num_frames_for", "SAMPLE_RATE"]
+
+#: Sample rate of every audio signal inside FLAP (Hz).
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """A file exists but does not hold usable audio (empty, corrupt, no audio stream, too short)."""
+
+
+def num_frames_for(num_samples: int, sr: int, fps: float = DEFAULT_FPS) -> int:
+    """Number of video frames covering ``num_samples`` samples at ``sr`` Hz: ``round(duration_s * fps)``.
+
+    This is the single place FLAP turns an audio length into a frame count (DESIGN.md conventions).
+    """
+    return int(round(num_samples * float(fps) / float(sr)))
+
+
+def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, C)
+    return data.mean(axis=1), int(rate)
+
+
+def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        streams = container.streams.audio
+        if not streams:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise AudioError(
+                f"load_audio: {path}: not audio: expected an audio stream, FFmpeg reads this file as "
+                f"format {container.format.name!r} with streams: {', '.join(kinds)}"
+            )
+        stream = streams[0]
+        chunks: list[np.ndarray] = []
+        rate = None
+        for frame in container.decode(stream):
+            arr = frame.to_ndarray()
+            if arr.dtype.kind in "iu":
+                arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+            arr = arr.astype(np.float32, copy=False)
+            channels = len(frame.layout.channels)
+            if frame.format.is_planar:  # (C, n)
+                mono = arr.reshape(channels, -1).mean(axis=0)
+            else:  # (1, n*C) interleaved
+                mono = arr.reshape(-1, channels).mean(axis=1)
+            chunks.append(mono)
+            rate = frame.sample_rate
+    if not chunks or rate is None:
+        return np.zeros(0, np.float32), int(stream.rate or SAMPLE_RATE)
+    return np.concatenate(chunks), int(rate)
+
+
+def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = DEFAULT_FPS) -> np.ndarray:
+    """Read an audio file, or the first audio stream of a video, as float32 mono at ``sr`` Hz.
+
+    Args:
+        path: any format libsndfile or FFmpeg (PyAV) decodes: wav, flac, mp3, m4a, mp4, mpg ...
+            Any sample rate and channel count (channels are averaged).
+        sr: output sample rate in Hz (FLAP uses 16 kHz).
+        fps: video frame rate; audio shorter than one frame (``1 / fps`` seconds) is refused.
+
+    Returns:
+        ``(N,)`` float32 array, samples in [-1, 1] for integer sources, ``N = ceil(N_src * sr / sr_src)``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        AudioError (a ValueError): ``path`` is a directory, is 0 bytes, cannot be decoded as audio
+            (corrupt file, an image renamed ``.wav`` ...), has no audio stream, contains NaN/inf, or is
+            shorter than one video frame. Every message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load_audio: no such file: {path}")
+    if not path.is_file():
+        raise AudioError(f"load_audio: {path}: expected an audio or video file, found a directory")
+    if path.stat().st_size == 0:
+        raise AudioError(f"load_audio: {path}: file is empty (0 bytes), expected audio")
+    if sr <= 0:
+        raise ValueError(f"load_audio: sample rate must be positive, got {sr}")
+
+    errors = []
+    audio = rate = None
+    for decoder in (_decode_soundfile, _decode_pyav):
+        try:
+            audio, rate = decoder(path)
+            break
+        except AudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - report every decoder's complaint below
+            errors.append(f"{decoder.__name__[8:]}: {type(exc).__name__}: {exc}")
+    if audio is None:
+        raise AudioError(
+            f"load_audio: {path}: not a readable audio file (corrupt, or not audio/video); "
+            + "; ".join(errors)
+        )
+    if not np.isfinite(audio).all():
+        raise AudioError(f"load_audio: {path}: audio contains NaN or inf samples")
+    duration = audio.shape[0] / rate
+    if duration * fps < 1.0 - 1e-6:
+        raise AudioError(
+            f"load_audio: {path}: audio is {audio.shape[0]} samples ({duration:.4f} s) long, "
+            f"shorter than one video frame ({1.0 / fps:.4f} s at {fps:g} fps)"
+        )
+    if rate != sr:
+        import soxr
+
+        n_out = math.ceil(audio.shape[0] * sr / rate)
+        audio = soxr.resample(audio, rate, sr, quality="HQ")
+        audio = audio[:n_out] if audio.shape[0] >= n_out else np.pad(audio, (0, n_out - audio.shape[0]))
+    return np.ascontiguousarray(audio, dtype=np.float32)
