@@ -80,7 +80,7 @@ def test_empty_file(tmp_path):
 def test_png_renamed_wav(tmp_path, shared_data):
     path = tmp_path / "image.wav"
     shutil.copy(shared_data / "portraits" / "skimage_astronaut.png", path)
-    with pytest.raises(AudioError, match=r"image.wav.*not audio"):
+    with pytest.raises(AudioError, match=r"image.wav.*not audio.*audio stream"):
         load_audio(path)
 
 

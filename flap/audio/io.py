@@ -1,8 +1,8 @@
 """Load any audio (or the audio track of a video) as float32 mono at a fixed sample rate.
 
-Decoding tries libsndfile (wav, flac, ogg, mp3 through `soundfile`) first and PyAV/FFmpeg
-(m4a, aac, mp2, the audio stream of mp4/mpg/mkv ...) second. Channels are averaged to mono and the
-signal is resampled with soxr (high quality, the resampler librosa uses).
+Decoding tries libsndfile (wav, flac, ogg, mp3 through `soundfile`, resampled with soxr, the
+resampler librosa uses) first and :func:`flap.io.audio.read_audio_track` (PyAV/FFmpeg: m4a, aac, mp2,
+the audio stream of mp4/mpg/mkv ...) second. Channels are averaged to mono.
 """
 
 from __future__ import annotations
@@ -40,35 +40,14 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
     return data.mean(axis=1), int(rate)
 
 
-def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
-    import av
+def _decode_pyav(path: Path, sr: int) -> tuple[np.ndarray, int]:
+    from flap.io.audio import read_audio_track
+    from flap.io.video import VideoReadError
 
-    with av.open(str(path)) as container:
-        streams = container.streams.audio
-        if not streams:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise AudioError(
-                f"load_audio: {path}: not audio: expected an audio stream, FFmpeg reads this file as "
-                f"format {container.format.name!r} with streams: {', '.join(kinds)}"
-            )
-        stream = streams[0]
-        chunks: list[np.ndarray] = []
-        rate = None
-        for frame in container.decode(stream):
-            arr = frame.to_ndarray()
-            if arr.dtype.kind in "iu":
-                arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-            arr = arr.astype(np.float32, copy=False)
-            channels = len(frame.layout.channels)
-            if frame.format.is_planar:  # (C, n)
-                mono = arr.reshape(channels, -1).mean(axis=0)
-            else:  # (1, n*C) interleaved
-                mono = arr.reshape(-1, channels).mean(axis=1)
-            chunks.append(mono)
-            rate = frame.sample_rate
-    if not chunks or rate is None:
-        return np.zeros(0, np.float32), int(stream.rate or SAMPLE_RATE)
-    return np.concatenate(chunks), int(rate)
+    try:
+        return read_audio_track(path, sample_rate=sr), sr
+    except VideoReadError as exc:
+        raise AudioError(f"load_audio: {path}: not audio: {exc}") from exc
 
 
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = DEFAULT_FPS) -> np.ndarray:
@@ -99,21 +78,10 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = D
     if sr <= 0:
         raise ValueError(f"load_audio: sample rate must be positive, got {sr}")
 
-    errors = []
-    audio = rate = None
-    for decoder in (_decode_soundfile, _decode_pyav):
-        try:
-            audio, rate = decoder(path)
-            break
-        except AudioError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - report every decoder's complaint below
-            errors.append(f"{decoder.__name__[8:]}: {type(exc).__name__}: {exc}")
-    if audio is None:
-        raise AudioError(
-            f"load_audio: {path}: not a readable audio file (corrupt, or not audio/video); "
-            + "; ".join(errors)
-        )
+    try:
+        audio, rate = _decode_soundfile(path)
+    except Exception:  # noqa: BLE001 - libsndfile cannot read it: let FFmpeg try (and explain)
+        audio, rate = _decode_pyav(path, sr)
     if not np.isfinite(audio).all():
         raise AudioError(f"load_audio: {path}: audio contains NaN or inf samples")
     duration = audio.shape[0] / rate
