@@ -86,7 +86,7 @@ class FrameDecision:
     def to_dict(self) -> dict:
         """JSON-friendly dict."""
         return {"frame": self.frame, "checked": self.checked,
-                "score": None if self.score is None else round(float(self.score), 4), "keep": self.keep}
+                "score": None if self.score is None else float(self.score), "keep": self.keep}
 
 
 def decide_frames(num_frames: int, checked: np.ndarray, scores: np.ndarray, threshold: float) -> list[FrameDecision]:

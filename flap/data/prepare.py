@@ -175,7 +175,7 @@ def _hand_detector(cfg: PrepareConfig):
 
 def _write_json(path: Path, obj) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1))
+        tmp.write_text(json.dumps(obj, indent=1, default=str))
 
 
 def _hand_decisions(crops: np.ndarray, cfg: PrepareConfig) -> tuple[list[dict], np.ndarray]:
