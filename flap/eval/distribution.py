@@ -10,7 +10,9 @@ from flap.eval.frechet import frechet_distance_from_features
 __all__ = ["fid", "fvd", "video_clips"]
 
 
-def fid(generated: list[np.ndarray], real: list[np.ndarray], extractor: FeatureExtractor, max_frames: int = 0) -> dict:
+def fid(
+    generated: list[np.ndarray], real: list[np.ndarray], extractor: FeatureExtractor, max_frames: int = 0
+) -> dict:
     """Fréchet Inception Distance over all frames of the generated vs the real videos.
 
     Args:
@@ -23,11 +25,20 @@ def fid(generated: list[np.ndarray], real: list[np.ndarray], extractor: FeatureE
     """
 
     def frames(videos):
-        sel = [v[np.linspace(0, len(v) - 1, min(len(v), max_frames)).round().astype(int)] if max_frames > 0 else v for v in videos]
+        sel = [
+            v[np.linspace(0, len(v) - 1, min(len(v), max_frames)).round().astype(int)]
+            if max_frames > 0
+            else v
+            for v in videos
+        ]
         return np.concatenate(sel)
 
     fa, fb = extractor(frames(generated)), extractor(frames(real))
-    return {"fid": frechet_distance_from_features(fa, fb), "frames_generated": len(fa), "frames_real": len(fb)}
+    return {
+        "fid": frechet_distance_from_features(fa, fb),
+        "frames_generated": len(fa),
+        "frames_real": len(fb),
+    }
 
 
 def video_clips(video: np.ndarray, clip_len: int, stride: int) -> np.ndarray:
@@ -42,7 +53,13 @@ def video_clips(video: np.ndarray, clip_len: int, stride: int) -> np.ndarray:
     return np.stack([video[s : s + clip_len] for s in starts])
 
 
-def fvd(generated: list[np.ndarray], real: list[np.ndarray], extractor: FeatureExtractor, clip_len: int = 16, stride: int = 8) -> dict:
+def fvd(
+    generated: list[np.ndarray],
+    real: list[np.ndarray],
+    extractor: FeatureExtractor,
+    clip_len: int = 16,
+    stride: int = 8,
+) -> dict:
     """Fréchet Video Distance between clips of the generated and real videos (I3D features).
 
     Returns:

@@ -55,7 +55,9 @@ class FeatureExtractor:
         lead = x.shape[:-3]
         x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2)
         if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            )
         x = self.lo + x.clamp(0, 255) * ((self.hi - self.lo) / 255.0)
         x = x.reshape(*lead, *x.shape[1:])
         return x.permute(0, 2, 1, 3, 4) if self.video else x  # clips: (B, 3, T, H, W)

@@ -26,7 +26,9 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     if feats.ndim != 2:
         raise ValueError(f"feature_statistics: expected features of shape (N, D), got {feats.shape}")
     if feats.shape[0] < 2:
-        raise ValueError(f"feature_statistics: need at least 2 feature vectors for a covariance, got {feats.shape[0]}")
+        raise ValueError(
+            f"feature_statistics: need at least 2 feature vectors for a covariance, got {feats.shape[0]}"
+        )
     if not np.isfinite(feats).all():
         raise ValueError("feature_statistics: features contain NaN or inf")
     return feats.mean(axis=0), np.cov(feats, rowvar=False).reshape(feats.shape[1], feats.shape[1])

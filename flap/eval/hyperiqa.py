@@ -96,7 +96,12 @@ class HyperIQABackbone(nn.Module):
 def _target_fc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Per-sample 1x1 conv: ``x (B, Cin, 1, 1)``, ``weight (B, Cout, Cin, 1, 1)``, ``bias (B, Cout)``."""
     b, cout = weight.shape[:2]
-    out = F.conv2d(x.reshape(1, -1, *x.shape[2:]), weight.reshape(b * cout, *weight.shape[2:]), bias.reshape(-1), groups=b)
+    out = F.conv2d(
+        x.reshape(1, -1, *x.shape[2:]),
+        weight.reshape(b * cout, *weight.shape[2:]),
+        bias.reshape(-1),
+        groups=b,
+    )
     return out.reshape(b, cout, *x.shape[2:])
 
 
@@ -107,9 +112,23 @@ class HyperNet(nn.Module):
     ``forward(img (B, 3, 224, 224))`` → quality ``(B,)``.
     """
 
-    def __init__(self, lda_out_channels=16, hyper_in_channels=112, target_in_size=224, f1=112, f2=56, f3=28, f4=14, feature_size=7):
+    def __init__(
+        self,
+        lda_out_channels=16,
+        hyper_in_channels=112,
+        target_in_size=224,
+        f1=112,
+        f2=56,
+        f3=28,
+        f4=14,
+        feature_size=7,
+    ):
         super().__init__()
-        self.hyper_in, self.target_in_size, self.feature_size = hyper_in_channels, target_in_size, feature_size
+        self.hyper_in, self.target_in_size, self.feature_size = (
+            hyper_in_channels,
+            target_in_size,
+            feature_size,
+        )
         self.f = (f1, f2, f3, f4)
         self.res = HyperIQABackbone(lda_out_channels, target_in_size)
         self.pool = nn.AdaptiveAvgPool2d((1, 1))
@@ -120,7 +139,11 @@ class HyperNet(nn.Module):
         )  # fmt: skip
         sizes = (target_in_size, f1, f2, f3, f4)
         for i in range(4):
-            setattr(self, f"fc{i + 1}w_conv", nn.Conv2d(c, int(sizes[i] * sizes[i + 1] / feature_size**2), 3, padding=1))
+            setattr(
+                self,
+                f"fc{i + 1}w_conv",
+                nn.Conv2d(c, int(sizes[i] * sizes[i + 1] / feature_size**2), 3, padding=1),
+            )
             setattr(self, f"fc{i + 1}b_fc", nn.Linear(c, sizes[i + 1]))
         self.fc5w_fc = nn.Linear(c, f4)
         self.fc5b_fc = nn.Linear(c, 1)
@@ -129,7 +152,9 @@ class HyperNet(nn.Module):
         res = self.res(img)
         b = img.shape[0]
         x = res["target_in_vec"].reshape(b, self.target_in_size, 1, 1)
-        feat = self.conv1(res["hyper_in_feat"]).reshape(b, self.hyper_in, self.feature_size, self.feature_size)
+        feat = self.conv1(res["hyper_in_feat"]).reshape(
+            b, self.hyper_in, self.feature_size, self.feature_size
+        )
         pooled = self.pool(feat).flatten(1)
         sizes = (self.target_in_size, *self.f)
         for i in range(4):
@@ -151,7 +176,10 @@ def hyperiqa_score(model: HyperNet, images: np.ndarray, num_crops: int = 10, see
         ``(N,)`` float64 scores (higher = better quality).
     """
     param = next(model.parameters())
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(param.device, param.dtype).permute(0, 3, 1, 2) / 255.0
+    x = (
+        torch.from_numpy(np.ascontiguousarray(images)).to(param.device, param.dtype).permute(0, 3, 1, 2)
+        / 255.0
+    )
     x = F.interpolate(x, size=(512, 384), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(_IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(_IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)

@@ -9,7 +9,9 @@ from flap.eval.extractors import FeatureExtractor
 __all__ = ["identity_similarity"]
 
 
-def identity_similarity(face_crops: np.ndarray, reference_crop: np.ndarray, extractor: FeatureExtractor) -> dict:
+def identity_similarity(
+    face_crops: np.ndarray, reference_crop: np.ndarray, extractor: FeatureExtractor
+) -> dict:
     """Mean and minimum cosine similarity between each frame's face embedding and the reference's.
 
     Args:

@@ -14,12 +14,21 @@ from flap.eval.signals import pearson, resample_to_length
 from flap.flame.coeffs import HeadCoeffs
 from flap.flame.rotations import axis_angle_to_degrees, axis_angle_to_matrix
 
-__all__ = ["AXES", "align_sequences", "pose_following", "jaw_opening", "jaw_following", "expression_following"]
+__all__ = [
+    "AXES",
+    "align_sequences",
+    "pose_following",
+    "jaw_opening",
+    "jaw_following",
+    "expression_following",
+]
 
 AXES = ("pitch", "yaw", "roll")
 
 
-def align_sequences(requested: HeadCoeffs, tracked: HeadCoeffs, valid=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def align_sequences(
+    requested: HeadCoeffs, tracked: HeadCoeffs, valid=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Put both coefficient sequences on the requested frame timeline.
 
     When the frame counts or rates differ, the tracked sequence is linearly resampled over the

@@ -30,11 +30,19 @@ _SIZE = 224
 
 
 def _bn_relu_conv2d(cin, cout, k, stride=(1, 1), padding=(1, 1)):
-    return [nn.Conv2d(cin, cout, kernel_size=k, stride=stride, padding=padding), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, kernel_size=k, stride=stride, padding=padding),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def _bn_relu_conv3d(cin, cout, k, stride=(1, 1, 1), padding=(0, 0, 0)):
-    return [nn.Conv3d(cin, cout, kernel_size=k, stride=stride, padding=padding), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv3d(cin, cout, kernel_size=k, stride=stride, padding=padding),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def _fc(dim_out):
@@ -160,7 +168,10 @@ def syncnet_face_crop(frame: np.ndarray, box, crop_scale: float = 0.4, size: int
     pad = int(math.ceil(s * (1 + 2 * crop_scale))) + 1
     img = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
     cx, cy = cx + pad, cy + pad
-    face = img[int(cy - s) : int(cy + s * (1 + 2 * crop_scale)), int(cx - s * (1 + crop_scale)) : int(cx + s * (1 + crop_scale))]
+    face = img[
+        int(cy - s) : int(cy + s * (1 + 2 * crop_scale)),
+        int(cx - s * (1 + crop_scale)) : int(cx + s * (1 + crop_scale)),
+    ]
     return cv2.resize(face, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -215,7 +226,9 @@ def sync_scores(
             f"{len(audio) / SYNCNET_SAMPLE_RATE:.2f} s"
         )
     param = next(model.parameters())
-    video = torch.from_numpy(np.ascontiguousarray(crops)).to(param.device, param.dtype).permute(3, 0, 1, 2)  # (3,T,H,W)
+    video = (
+        torch.from_numpy(np.ascontiguousarray(crops)).to(param.device, param.dtype).permute(3, 0, 1, 2)
+    )  # (3,T,H,W)
     cc = torch.from_numpy(feats.T.copy()).to(param.device, param.dtype)  # (13, M)
     lip_feats, aud_feats = [], []
     for start in range(0, n_win, batch_size):
