@@ -14,10 +14,11 @@ Coordinate frames
 * **FLAME frame** (input of :func:`frame_mesh`): metres, ``y`` up, ``z`` towards the viewer (the
   camera looks along ``-z``).
 
-Algorithm: per-face Lambert shading from the face normal, back faces culled, then the painter's
-algorithm (faces sorted far-to-near by mean depth, each filled with ``cv2.fillConvexPoly`` at 1/16
-pixel precision). Cost is about linear in the number of visible faces: ~5 000 faces for a FLAME
-head, a few milliseconds per 256 px frame.
+Algorithm: per-face Lambert shading from the face normal, back faces culled, then a vectorised
+z-buffer in numpy (:func:`rasterize`): every pixel centre inside a face's bounding box is tested
+with barycentric coordinates, its depth interpolated, and the nearest face wins. A pixel is
+covered when its centre (integer coordinates) lies inside or on a face. About 7 ms of CPU per
+256 px frame of a FLAME head (~5 000 visible faces).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "frame_mesh",
     "mesh_framing",
     "render_mesh",
+    "rasterize",
     "render_mesh_sequence",
 ]
 
@@ -43,7 +45,7 @@ DEFAULT_COLOR: tuple[int, int, int] = (200, 190, 180)
 #: camera): from the upper left, in front of the face.
 DEFAULT_LIGHT_DIR: tuple[float, float, float] = (-0.3, -0.4, -1.0)
 
-_SHIFT = 4  # fractional bits for cv2.fillConvexPoly (1/16 px)
+_CHUNK = 1 << 22  # candidate pixels per vectorised batch (bounds memory for large faces)
 
 
 def _as_numpy(x, name: str) -> np.ndarray:
@@ -78,6 +80,79 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norm = np.linalg.norm(n, axis=1, keepdims=True)
     return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
+
+
+def _face_planes(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-face linear functions of the pixel position: barycentrics w0, w1 and depth.
+
+    Returns ``(coef (F', 9), keep (F',) indices)`` for the non-degenerate faces, where
+    ``w0 = c0 x + c1 y + c2``, ``w1 = c3 x + c4 y + c5``, ``depth = c6 x + c7 y + c8``.
+    """
+    (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = tri[..., 0].T, tri[..., 1].T, tri[..., 2].T
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    keep = np.flatnonzero(np.abs(area) > 1e-12)
+    inv = 1.0 / area[keep]
+    x0, x1, x2, y0, y1, y2, z0, z1, z2 = (a[keep] for a in (x0, x1, x2, y0, y1, y2, z0, z1, z2))
+    a0, b0, c0 = (y1 - y2) * inv, (x2 - x1) * inv, (x1 * y2 - x2 * y1) * inv
+    a1, b1, c1 = (y2 - y0) * inv, (x0 - x2) * inv, (x2 * y0 - x0 * y2) * inv
+    dz0, dz1 = z0 - z2, z1 - z2
+    coef = np.stack(
+        [a0, b0, c0, a1, b1, c1, a0 * dz0 + a1 * dz1, b0 * dz0 + b1 * dz1, c0 * dz0 + c1 * dz1 + z2], axis=1
+    )
+    return coef, keep
+
+
+def rasterize(tri: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Z-buffer rasterisation of triangles in the pixel frame.
+
+    Args:
+        tri: ``(F, 3, 3)`` triangle corners ``[x px, y px, depth]`` (larger depth = farther).
+        size: ``(H, W)`` of the canvas.
+
+    Returns:
+        ``(pixels (N,), faces (N,))``: flat pixel indices ``y * W + x`` that are covered, each once,
+        and the index (into ``tri``) of the nearest face covering it. Pixel ``(x, y)`` is covered
+        when its centre, the integer point ``(x, y)``, is inside or on the triangle.
+    """
+    h, w = size
+    tri = np.asarray(tri, dtype=np.float64)
+    lo = np.ceil(tri[..., :2].min(axis=1))
+    hi = np.floor(tri[..., :2].max(axis=1))
+    xmin, ymin = np.maximum(lo, 0).astype(np.int64).T
+    xmax, ymax = np.minimum(hi, [w - 1, h - 1]).astype(np.int64).T
+    bw, bh = xmax - xmin + 1, ymax - ymin + 1
+    onscreen = np.flatnonzero((bw > 0) & (bh > 0))
+    coef, keep = _face_planes(tri[onscreen])
+    sel = onscreen[keep]
+    counts = bw[sel] * bh[sel]
+    pix_parts, depth_parts, face_parts = [], [], []
+    bounds = np.searchsorted(np.cumsum(counts), np.arange(1, counts.sum() // _CHUNK + 1) * _CHUNK)
+    for chunk in np.split(np.arange(len(sel)), np.unique(bounds)):
+        if not len(chunk):
+            continue
+        cnt = counts[chunk]
+        idx = np.repeat(chunk, cnt)  # one entry per candidate pixel, indexing sel/coef
+        off = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        width = bw[sel][idx]
+        px = xmin[sel][idx] + off % width
+        py = ymin[sel][idx] + off // width
+        fx, fy = px.astype(np.float64), py.astype(np.float64)
+        c = coef[idx]
+        w0 = c[:, 0] * fx + c[:, 1] * fy + c[:, 2]
+        w1 = c[:, 3] * fx + c[:, 4] * fy + c[:, 5]
+        inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w0 + w1 <= 1.0 + 1e-9)
+        c, fx, fy = c[inside], fx[inside], fy[inside]
+        depth_parts.append(c[:, 6] * fx + c[:, 7] * fy + c[:, 8])
+        pix_parts.append((py * w + px)[inside])
+        face_parts.append(sel[idx[inside]])
+    if not pix_parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pix, depth, face = np.concatenate(pix_parts), np.concatenate(depth_parts), np.concatenate(face_parts)
+    zbuf = np.full(h * w, np.inf)
+    np.minimum.at(zbuf, pix, depth)
+    nearest = np.flatnonzero(depth <= zbuf[pix])
+    pix, first = np.unique(pix[nearest], return_index=True)  # ties (shared edges): one face per pixel
+    return pix, face[nearest[first]]
 
 
 def render_mesh(
@@ -174,15 +249,11 @@ def render_mesh(
     lambert = np.clip(normals[idx] @ light, 0.0, 1.0)
     shade = ambient + (1.0 - ambient) * lambert
     face_rgb = (colors if colors.ndim == 1 else colors[idx]) * shade[:, None]
-    face_rgb = np.clip(np.rint(face_rgb), 0, 255).astype(np.int64)
+    face_rgb = np.clip(np.rint(face_rgb), 0, 255).astype(np.uint8)
 
-    tri = verts[faces[idx]]  # (F', 3, 3)
-    order = np.argsort(-tri[:, :, 2].mean(axis=1), kind="stable")  # far to near
-    pts = np.rint(tri[order, :, :2] * (1 << _SHIFT)).astype(np.int32)  # (F', 3, 2) fixed point
-    rgb = face_rgb[order].tolist()
-    fill = cv2.fillConvexPoly
-    for p, c in zip(pts, rgb):
-        fill(canvas, p, c, cv2.LINE_8, _SHIFT)
+    h, w = canvas.shape[:2]
+    pix, face = rasterize(verts[faces[idx]], (h, w))
+    canvas.reshape(-1, 3)[pix] = face_rgb[face]
 
     if alpha < 1.0:
         canvas = cv2.addWeighted(canvas, alpha, np.ascontiguousarray(base), 1.0 - alpha, 0.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from flap.render import face_normals, frame_mesh, mesh_framing, render_mesh, render_mesh_sequence
+from flap.render import face_normals, frame_mesh, mesh_framing, rasterize, render_mesh, render_mesh_sequence
 
 # One triangle turned towards the camera in the pixel frame (x right, y down, depth away):
 # (v1 - v0) x (v2 - v0) = (0, 10, 0) x (10, 0, 0) = (0, 0, -100)  -> normal (0, 0, -1).
@@ -36,6 +36,24 @@ def _read_sample_ply(path):
 def test_face_normals_hand_computed():
     n = face_normals(FRONT, TRI)
     np.testing.assert_allclose(n, [[0.0, 0.0, -1.0]])
+
+
+def test_rasterize_covers_pixel_centres_once():
+    # Right triangle (0,0), (0,4), (4,0): pixel centres (x, y) with x, y >= 0 and x + y <= 4 -> 15 pixels.
+    tri = np.array([[[0.0, 0.0, 1.0], [0.0, 4.0, 1.0], [4.0, 0.0, 1.0]]])
+    pix, face = rasterize(tri, (8, 8))
+    expected = sorted(y * 8 + x for y in range(5) for x in range(5) if x + y <= 4)
+    assert sorted(pix.tolist()) == expected and (face == 0).all()
+    # Two triangles sharing the hypotenuse: every pixel of the 5x5 square once, no cracks.
+    tri2 = np.concatenate([tri, [[[4.0, 0.0, 1.0], [0.0, 4.0, 1.0], [4.0, 4.0, 1.0]]]])
+    pix, face = rasterize(tri2, (8, 8))
+    assert sorted(pix.tolist()) == [y * 8 + x for y in range(5) for x in range(5)]
+    # Depth is interpolated per pixel: a face tilted through a flat one wins only where it is nearer.
+    flat = [[0.0, 0.0, 5.0], [0.0, 40.0, 5.0], [40.0, 0.0, 5.0]]
+    tilted = [[0.0, 0.0, 0.0], [0.0, 40.0, 0.0], [40.0, 0.0, 10.0]]  # depth = x / 4
+    pix, face = rasterize(np.array([flat, tilted]), (64, 64))
+    owner = dict(zip(pix.tolist(), face.tolist()))
+    assert owner[2 * 64 + 10] == 1 and owner[2 * 64 + 30] == 0  # x=10: depth 2.5 < 5; x=30: 7.5 > 5
 
 
 def test_lambert_shading_hand_computed():
