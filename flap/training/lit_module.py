@@ -1,0 +1,278 @@
+"""Progressively Focused Training of FLAP's dual UNet as a LightningModule (paper Sec. 4.3, 5.1, A.4).
+
+One module, three stages (DESIGN.md stage table):
+
+| stage | batch                         | conditions fed                  | trainable groups                   |
+|-------|-------------------------------|---------------------------------|------------------------------------|
+| 1     | image pairs, top-motion clips | ``c_motion`` + reference        | base, spatial, head_motion         |
+| 2     | image pairs, all clips        | ``c_motion``, ``c_exp`` + ref.  | base, spatial, expression          |
+| 3     | windows of F frames           | all                             | temporal                           |
+
+The groups come from :data:`flap.models.STAGE_TRAINABLE_GROUPS`. The objective is ε-prediction
+MSE (Eq. 4) on latents of a frozen VAE: ``L = E ||ε − ε_θ(z_t, t, c_motion, c_exp, ref)||²`` with
+``z_t`` from :class:`diffusers.DDPMScheduler`. Conditions are replaced by the learned null tokens
+with probability ``motion_dropout`` / ``expression_dropout`` per sample (classifier-free guidance).
+All step randomness (timesteps, noise, dropout, VAE sampling) comes from a generator seeded by
+``(seed, global_step, rank)``, so a resumed run continues exactly like an uninterrupted one.
+At the end of ``fit`` the networks are written with ``save_pretrained`` to ``export_dir``
+(``reference_net/``, ``denoising_net/``, ``training_stage.json``), which the next stage loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler
+
+from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE
+from flap.models import STAGE_TRAINABLE_GROUPS, DenoisingNet, FLAPUNets, ReferenceNet, set_trainable_groups
+
+__all__ = ["FLAPLitModule", "load_stage_output"]
+
+
+def load_stage_output(folder: str | os.PathLike) -> FLAPUNets:
+    """Load the networks a stage wrote (``folder/reference_net``, ``folder/denoising_net``).
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a stage output (names the missing sub-folder).
+    """
+    folder = Path(folder)
+    for sub in ("reference_net", "denoising_net"):
+        if not (folder / sub / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{folder}: expected a training-stage output with {sub}/config.json (save_pretrained), not found"
+            )
+    return FLAPUNets(ReferenceNet.from_pretrained(folder / "reference_net"),
+                     DenoisingNet.from_pretrained(folder / "denoising_net"))
+
+
+def _load_vae(vae: AutoencoderKL | str | os.PathLike) -> AutoencoderKL:
+    if isinstance(vae, AutoencoderKL):
+        return vae
+    path = Path(vae)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"FLAPLitModule: vae={path} must be a local diffusers AutoencoderKL folder")
+    return AutoencoderKL.from_pretrained(path)
+
+
+class FLAPLitModule(L.LightningModule):
+    """Train ReferenceNet + DenoisingNet for one stage of Progressively Focused Training.
+
+    Args:
+        stage: 1 (head motion), 2 (expression) or 3 (video); see the module docstring.
+        unets: freshly built networks (``flap.models.build_flap_unets``), used when ``init_from`` is None.
+        init_from: folder written by the previous stage (see :func:`load_stage_output`).
+        vae: ``AutoencoderKL`` or a local diffusers folder; frozen.
+        export_dir: where ``save_pretrained`` writes this stage's networks at the end of fit
+            (``None``: nothing written).
+        trainable_groups: override of the stage's trainable parameter groups.
+        lr, weight_decay, betas: AdamW settings.
+        warmup_steps: linear learning-rate warm-up, in optimizer steps.
+        motion_dropout, expression_dropout: per-sample probability of the null condition (CFG).
+        num_train_timesteps, beta_schedule, beta_start, beta_end: ``DDPMScheduler`` settings (SD 1.5's).
+        ema_decay: keep an exponential moving average of the trained weights (exported instead of
+            the raw weights); ``None`` = off.
+        gradient_checkpointing: recompute activations in the backward pass (less memory).
+        condition_stats: set the condition encoders' mean/std from the training data at the start
+            of fit (only for networks not loaded from a previous stage).
+        seed: seed of the per-step random numbers.
+
+    Raises:
+        ValueError: unknown stage, or neither ``unets`` nor ``init_from``.
+    """
+
+    def __init__(self, stage: int, unets: FLAPUNets | None = None, init_from: str | None = None,
+                 vae: AutoencoderKL | str | None = None, export_dir: str | None = None,
+                 trainable_groups: list[str] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
+                 betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0,
+                 motion_dropout: float = 0.05, expression_dropout: float = 0.05,
+                 num_train_timesteps: int = 1000, beta_schedule: str = "scaled_linear",
+                 beta_start: float = 0.00085, beta_end: float = 0.012, ema_decay: float | None = None,
+                 gradient_checkpointing: bool = False, condition_stats: bool = True, seed: int = 0):
+        super().__init__()
+        if stage not in STAGE_TRAINABLE_GROUPS:
+            raise ValueError(f"FLAPLitModule: stage must be one of {sorted(STAGE_TRAINABLE_GROUPS)}, got {stage!r}")
+        if init_from is not None:
+            unets = load_stage_output(init_from)
+        if unets is None:
+            raise ValueError("FLAPLitModule: give `unets` (a new model) or `init_from` (a previous stage's output)")
+        if vae is None:
+            raise ValueError("FLAPLitModule: `vae` (a local AutoencoderKL folder or module) is required")
+        self.save_hyperparameters(ignore=["unets", "vae"])
+        self.reference_net = unets.reference_net
+        self.denoising_net = unets.denoising_net
+        self.vae = _load_vae(vae).requires_grad_(False).eval()
+        self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                                       beta_start=beta_start, beta_end=beta_end, prediction_type="epsilon")
+        self.stage = int(stage)
+        self.groups = tuple(trainable_groups or STAGE_TRAINABLE_GROUPS[self.stage])
+        set_trainable_groups([self.reference_net, self.denoising_net], self.groups)
+        self.denoising_net.set_temporal_enabled(self.stage == 3)
+        if gradient_checkpointing:
+            self.denoising_net.enable_gradient_checkpointing()
+            self.reference_net.enable_gradient_checkpointing()
+        self.ema = None
+        self._need_stats = condition_stats and init_from is None
+
+    # ------------------------------------------------------------------ setup
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters this stage trains (``requires_grad``), ReferenceNet then DenoisingNet."""
+        return [p for m in (self.reference_net, self.denoising_net) for p in m.parameters() if p.requires_grad]
+
+    def setup(self, stage: str) -> None:
+        """Set the condition normalisation from the training clips (stage 1 from scratch only)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if not self._need_stats or dm is None:
+            return
+        dm.setup("fit")
+        clips = getattr(dm.train_set, "clips", None)
+        if clips:
+            allc = torch.cat([torch.from_numpy(c.coeffs[c.frames]) for c in clips]).double()
+            mean, std = allc.mean(0), allc.std(0) if len(allc) > 1 else torch.ones(allc.shape[1])
+            self.denoising_net.head_motion_encoder.set_normalization(mean[C_MOTION_SLICE], std[C_MOTION_SLICE])
+            self.denoising_net.expression_encoder.set_normalization(mean[C_EXP_SLICE], std[C_EXP_SLICE])
+        self._need_stats = False
+
+    def on_fit_start(self) -> None:
+        """Trained networks in train mode, the VAE in eval mode; create the EMA on the model's device."""
+        self.reference_net.train()
+        self.denoising_net.train()
+        self.vae.eval()
+        if self.hparams.ema_decay is not None and self.ema is None:
+            from diffusers.training_utils import EMAModel
+
+            self.ema = EMAModel(self.trainable_parameters(), decay=self.hparams.ema_decay)
+            self.ema.to(self.device)
+            if getattr(self, "_ema_state", None) is not None:
+                self.ema.load_state_dict(self._ema_state)
+                self._ema_state = None
+
+    # ------------------------------------------------------------------ step
+    def _generator(self) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(int(self.hparams.seed) * 1_000_003 + int(self.global_step) * 1009 + int(self.global_rank))
+        return g
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """VAE latents ``(N, C, h, w)`` (sampled, times ``scaling_factor``) of images ``(N, 3, H, W)`` in [-1, 1]."""
+        dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device,
+                                               dtype=dist.mean.dtype)
+        return z * self.vae.config.scaling_factor
+
+    def _unpack(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(frames (B, F, 3, H, W), coeffs (B, F, 120), reference (B, 3, H, W))`` for any stage."""
+        if "frames" in batch:
+            frames, coeffs = batch["frames"], batch["coeffs"]
+        else:
+            frames, coeffs = batch["target"][:, None], batch["coeffs"][:, None]
+        return frames, coeffs.float(), batch["reference"]
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """ε-prediction MSE (Eq. 4) for one batch (see the module docstring for the stage rules)."""
+        g = self._generator()
+        frames, coeffs, reference = self._unpack(batch)
+        b, f = frames.shape[:2]
+        latents = self.encode(frames.flatten(0, 1), g)
+        latents = latents.unflatten(0, (b, f)).transpose(1, 2)  # (B, C, F, h, w)
+        ref_latent = self.encode(reference, g)
+        dev = latents.device
+        noise = torch.randn(latents.shape, generator=g, device=dev, dtype=latents.dtype)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=g, device=dev)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        drop_m = torch.rand(b, generator=g, device=dev) < self.hparams.motion_dropout
+        drop_e = torch.rand(b, generator=g, device=dev) < self.hparams.expression_dropout
+        c_exp = coeffs[..., C_EXP_SLICE] if self.stage >= 2 else None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "spatial" in self.groups):
+            ref = self.reference_net(ref_latent.to(self.reference_net.dtype))
+        pred = self.denoising_net(noisy.to(self.denoising_net.dtype), t, reference=ref,
+                                  c_motion=coeffs[..., C_MOTION_SLICE], c_exp=c_exp,
+                                  motion_null_mask=drop_m, expression_null_mask=drop_e).sample
+        return F.mse_loss(pred.float(), noise.float())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """One optimisation step; logs ``train/loss`` and ``train/lr``."""
+        loss = self.loss(batch)
+        bs = batch["reference"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=bs)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """Update the EMA after each optimizer step."""
+        if self.ema is not None:
+            self.ema.step(self.trainable_parameters())
+
+    def configure_optimizers(self):
+        """AdamW over this stage's trainable parameters, with linear warm-up."""
+        params = self.trainable_parameters()
+        if not params:
+            raise ValueError(f"FLAPLitModule: stage {self.stage} groups {self.groups} select no parameters")
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                                betas=tuple(self.hparams.betas))
+        warm = max(0, int(self.hparams.warmup_steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints and export
+    def state_dict(self, *args, **kwargs):
+        """Module state without the frozen VAE (it is a constructor input, not trained)."""
+        sd = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        return type(sd)((k, v) for k, v in sd.items() if not k.startswith(prefix + "vae."))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a :meth:`state_dict` (the VAE keys are optional)."""
+        missing, unexpected = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in missing if not k.startswith("vae.")]
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"FLAPLitModule.load_state_dict: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return missing, unexpected
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the EMA weights in Lightning checkpoints."""
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the EMA weights (applied when fit starts)."""
+        self._ema_state = checkpoint.get("ema")
+        self._need_stats = False
+
+    def export(self, folder: str | os.PathLike) -> Path:
+        """Write ``reference_net/`` and ``denoising_net/`` (``save_pretrained``, EMA weights if on).
+
+        The folder is written under a temporary name and renamed, so it is complete or absent.
+        """
+        folder = Path(folder)
+        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        params = self.trainable_parameters()
+        if self.ema is not None:
+            self.ema.store(params)
+            self.ema.copy_to(params)
+        try:
+            self.reference_net.save_pretrained(tmp / "reference_net")
+            self.denoising_net.save_pretrained(tmp / "denoising_net")
+            info = {"stage": self.stage, "trainable_groups": list(self.groups), "global_step": int(self.global_step),
+                    "ema": self.ema is not None, "init_from": self.hparams.init_from}
+            (tmp / "training_stage.json").write_text(json.dumps(info, indent=1))
+        finally:
+            if self.ema is not None:
+                self.ema.restore(params)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return folder
+
+    def on_train_end(self) -> None:
+        """Write this stage's output to ``export_dir`` (rank 0 only)."""
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            self.export(self.hparams.export_dir)
