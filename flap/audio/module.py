@@ -22,7 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from flap.audio.metrics import best_lag_pearson
+from flap.eval.signals import best_lag_correlation
 from flap.audio.model import Audio2Flame
 from flap.flame.coeffs import COND_DIM, SLICES
 
@@ -162,7 +162,7 @@ class Audio2FlameModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         losses = self._losses(batch)
         pred, target = losses.pop("_pred")[0], batch["coeffs"][0]
-        r, _ = best_lag_pearson(pred[:, 15].cpu().numpy(), target[:, 15].cpu().numpy(), max_lag=2)
+        r, _ = best_lag_correlation(pred[:, 15].cpu().numpy(), target[:, 15].cpu().numpy(), max_lag=2)
         losses["jaw_r"] = torch.tensor(0.0 if not np.isfinite(r) else r)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=1)
 
