@@ -22,8 +22,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from flap.eval.signals import best_lag_correlation
 from flap.audio.model import Audio2Flame
+from flap.eval.signals import best_lag_correlation
 from flap.flame.coeffs import COND_DIM, SLICES
 
 __all__ = ["Audio2FlameModule"]
