@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from flap.control import (
     ControlConfig,
     apply_controls,
+    blink_track,
     fit_length,
     load_coeffs,
     mix_pose_expression,
