@@ -75,7 +75,9 @@ def test_outputs_and_values(clip, tmp_path, capsys):
     assert res["request"].endswith("gen.mp4.coeffs.npz") and res["request_kind"] == "coeffs"
     assert res["pose"]["mae_deg_roll"] == pytest.approx(2.0, abs=1e-3)
     assert res["pose"]["mae_deg"] == pytest.approx(2.0 / 3, abs=1e-3)
+    assert res["pose"]["pose_error_deg"] == pytest.approx(2.0, abs=1e-3)
     assert res["pose"]["corr_yaw"] == pytest.approx(1.0, abs=1e-6)
+    assert np.isnan(res["pose"]["corr_roll"])  # requested roll is constant: no correlation
     assert res["jaw"]["jaw_corr"] == pytest.approx(1.0, abs=1e-6)
     assert res["lipsync"]["mouth_envelope_corr"] > 0.8
     assert res["jitter"]["jitter_px"] >= 0
@@ -85,6 +87,7 @@ def test_outputs_and_values(clip, tmp_path, capsys):
 
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["videos"][0]["pose"]["mae_deg_roll"] == pytest.approx(2.0, abs=1e-3)
+    assert saved["videos"][0]["pose"]["corr_roll"] is None  # NaN is written as null
     assert json.loads((out / "gen.json").read_text())["name"] == "gen"
     png = (out / "gen_pose.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

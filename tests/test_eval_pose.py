@@ -32,7 +32,7 @@ def test_identical_request_gives_zero_error_and_unit_correlation():
     pyr = _wave()
     res = pose_following(_coeffs(pyr), _coeffs(pyr))
     assert res["mae_deg"] == pytest.approx(0.0, abs=1e-6)
-    assert res["geodesic_deg"] == pytest.approx(0.0, abs=1e-4)
+    assert res["pose_error_deg"] == pytest.approx(0.0, abs=1e-4)
     for ax in ("pitch", "yaw", "roll"):
         assert res[f"corr_{ax}"] == pytest.approx(1.0, abs=1e-9)
     np.testing.assert_allclose(res["per_frame"]["requested"], pyr, atol=1e-6)
@@ -46,6 +46,9 @@ def test_known_offset_and_sign_flip():
     assert res["mae_deg_pitch"] == pytest.approx(0.0, abs=1e-4)
     assert res["mae_deg"] == pytest.approx(1.0, abs=1e-4)  # mean over the three axes
     assert res["bias_deg_yaw"] == pytest.approx(3.0, abs=1e-4)
+    # R_req^T R_trk = Rx(p)^T Ry(3°) Rx(p): a 3° rotation in every frame, whatever pitch and roll
+    assert res["pose_error_deg"] == pytest.approx(3.0, abs=1e-4)
+    assert res["pose_error_deg_max"] == pytest.approx(3.0, abs=1e-4)
     assert res["mae_centered_deg"] == pytest.approx(0.0, abs=1e-4)
     assert res["corr_yaw"] == pytest.approx(1.0, abs=1e-9)
     flipped = pose_following(_coeffs(pyr), _coeffs(pyr * [1, -1, 1]))

@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 AXES = ("pitch", "yaw", "roll")
+#: a requested axis moving less than this (standard deviation, degrees) has no defined correlation
+_MIN_STD_DEG = 1e-3
 
 
 def align_sequences(
@@ -76,9 +78,12 @@ def pose_following(requested: HeadCoeffs, tracked: HeadCoeffs, valid=None) -> di
             left out of the statistics).
 
     Returns:
-        dict with ``mae_deg`` (mean over axes), ``mae_deg_<axis>``, ``corr_<axis>`` (Pearson;
-        ``nan`` when the requested axis is constant), ``geodesic_deg`` (mean rotation angle
-        between requested and tracked head rotations), ``bias_deg_<axis>`` (mean signed error),
+        dict with ``pose_error_deg`` (the headline number: mean geodesic angle between the
+        requested and tracked head rotations, i.e. the angle of ``R_req^T R_trk``; it does not
+        depend on the Euler decomposition and a one-axis failure is not diluted by the other two
+        axes), ``pose_error_deg_max``, ``mae_deg`` (per-axis MAE averaged over pitch, yaw, roll, as
+        in head-pose estimation benchmarks), ``mae_deg_<axis>``, ``corr_<axis>`` (Pearson; ``nan``
+        when the requested axis is constant), ``bias_deg_<axis>`` (mean signed error),
         ``mae_centered_deg`` (error after removing that constant bias), frame counts, and
         ``per_frame`` = ``{"requested": (N,3), "tracked": (N,3)}`` degrees for plots.
     """
@@ -93,13 +98,17 @@ def pose_following(requested: HeadCoeffs, tracked: HeadCoeffs, valid=None) -> di
     rel = axis_angle_to_matrix(req_rot).transpose(-1, -2) @ axis_angle_to_matrix(trk_rot)
     cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
     geo = torch.rad2deg(torch.arccos(cos)).numpy()[keep]
-    out: dict = {"mae_deg": float(np.abs(err).mean()), "geodesic_deg": float(geo.mean())}
+    out: dict = {
+        "pose_error_deg": float(geo.mean()),
+        "pose_error_deg_max": float(geo.max()),
+        "mae_deg": float(np.abs(err).mean()),
+    }
     bias = err.mean(0)
     out["mae_centered_deg"] = float(np.abs(err - bias).mean())
     for i, ax in enumerate(AXES):
         out[f"mae_deg_{ax}"] = float(np.abs(err[:, i]).mean())
         out[f"bias_deg_{ax}"] = float(bias[i])
-        out[f"corr_{ax}"] = pearson(req_deg[keep, i], trk_deg[keep, i])
+        out[f"corr_{ax}"] = pearson(req_deg[keep, i], trk_deg[keep, i], min_std=_MIN_STD_DEG)
         out[f"requested_range_deg_{ax}"] = float(np.ptp(req_deg[keep, i]))
     out.update(info, frames_valid=int(keep.sum()))
     out["per_frame"] = {"requested": req_deg, "tracked": trk_deg, "valid": keep}

@@ -20,11 +20,12 @@ __all__ = ["to_jsonable", "write_json", "format_table", "write_tables", "plot_fo
 
 #: (key in the metrics dict, label, unit) in display order; absent keys are left out.
 TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("pose.pose_error_deg", "pose error (geodesic, mean)", "deg"),
     ("pose.mae_deg", "pose MAE (mean of axes)", "deg"),
     ("pose.mae_deg_pitch", "pose MAE pitch", "deg"),
     ("pose.mae_deg_yaw", "pose MAE yaw", "deg"),
     ("pose.mae_deg_roll", "pose MAE roll", "deg"),
-    ("pose.geodesic_deg", "pose geodesic error", "deg"),
+    ("pose.pose_error_deg_max", "pose error (geodesic, max)", "deg"),
     ("pose.mae_centered_deg", "pose MAE, constant bias removed", "deg"),
     ("pose.corr_pitch", "pose corr pitch", "r"),
     ("pose.corr_yaw", "pose corr yaw", "r"),

@@ -400,6 +400,7 @@ def evaluate_set(
             on_video(res, per_frame)
     summary: dict = {"name": "set", "num_videos": len(results)}
     for key in (
+        "pose_error_deg",
         "mae_deg",
         "mae_deg_pitch",
         "mae_deg_yaw",
@@ -407,7 +408,6 @@ def evaluate_set(
         "corr_pitch",
         "corr_yaw",
         "corr_roll",
-        "geodesic_deg",
     ):
         vals = [r["pose"][key] for r in results if np.isfinite(r["pose"].get(key, np.nan))]
         summary.setdefault("pose", {})[key] = float(np.mean(vals)) if vals else float("nan")

@@ -24,8 +24,11 @@ _INNER_LIP_TOP, _INNER_LIP_BOTTOM = (61, 62, 63), (67, 66, 65)
 _MOUTH_CORNERS = (48, 54)
 
 
-def pearson(a, b) -> float:
-    """Pearson correlation of two equal-length 1-D signals; ``nan`` if either is constant or < 3 samples.
+def pearson(a, b, min_std: float = 1e-8) -> float:
+    """Pearson correlation of two equal-length 1-D signals.
+
+    Returns ``nan`` when a signal is (numerically) constant, i.e. its standard deviation is below
+    ``min_std`` (in the signal's units), or with fewer than 3 samples.
 
     Raises:
         ValueError: lengths differ.
@@ -33,14 +36,10 @@ def pearson(a, b) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"pearson: signals have different lengths {a.shape[0]} and {b.shape[0]}")
-    if a.size < 3:
+    if a.size < 3 or a.std() < min_std or b.std() < min_std:
         return float("nan")
     a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    scale = max(np.abs(a).max(), np.abs(b).max(), 1e-300)
-    if den <= 1e-12 * scale * scale * a.size:
-        return float("nan")
-    return float((a * b).sum() / den)
+    return float(np.clip((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()), -1.0, 1.0))
 
 
 def best_lag_correlation(signal, reference, max_lag: int) -> tuple[float, int]:
