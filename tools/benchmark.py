@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Run FLAP's benchmarks and print their figures (the README's performance table comes from here).
+
+Each module in ``tools/benchmarks/`` exposes ``run() -> dict``; figures are ratios against a
+reference run in the same process where a comparison applies, because shared CPUs are noisy.
+
+    python tools/benchmark.py                 # all benchmarks
+    python tools/benchmark.py flame audio     # chosen ones
+    python tools/benchmark.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchmarks  # noqa: E402
+
+
+def available() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(available()))
+        return 0
+    unknown = set(args.names) - set(available())
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; available: {available()}")
+    results = {}
+    for name in args.names or available():
+        t0 = time.perf_counter()
+        module = importlib.import_module(f"benchmarks.{name}")
+        results[name] = module.run()
+        print(f"{name} ({time.perf_counter() - t0:.0f} s): {json.dumps(results[name])}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks: each module has ``run() -> dict`` (figures, ratios against a same-process reference)."""
