@@ -107,7 +107,7 @@ def iter_preview_frames(
         for frame_px in px:
             frame = render_mesh(frame_px, faces, size=size, **render_kwargs)
             if annotate:
-                p, y, r = pyr[t]
+                p, y, r = np.round(pyr[t]) + 0.0  # + 0.0 turns -0 into 0
                 _annotate(frame, f"{t / coeffs.fps:5.2f}s  p{p:+.0f} y{y:+.0f} r{r:+.0f}")
             t += 1
             yield frame
