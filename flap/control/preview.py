@@ -7,6 +7,7 @@ rendered by :mod:`flap.render` and streamed to :func:`flap.io.write_video`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ def script_coeffs(
     Args:
         script: bundled name, path, mapping or :class:`~flap.control.script.PoseScript`.
         num_frames: number of frames; or give ``duration`` in seconds (``T = round(duration · fps)``);
-            default: the script's own length (at least one frame).
+            default: up to the first frame at or after the script's last keyframe.
         fps: frames per second.
 
     Returns:
@@ -39,8 +40,10 @@ def script_coeffs(
     """
     parsed = load_pose_script(script)
     if num_frames is None:
-        seconds = parsed.duration(fps) if duration is None else float(duration)
-        num_frames = max(1, int(round(seconds * fps)) + (1 if duration is None else 0))
+        if duration is None:  # up to the first frame at or after the last keyframe
+            num_frames = math.ceil(parsed.duration(fps) * fps - 1e-9) + 1
+        else:
+            num_frames = max(1, round(float(duration) * fps))
     coeffs = HeadCoeffs.neutral(num_frames, fps)
     return apply_pose_track(coeffs, parsed.sample(num_frames, fps), mode=parsed.mode)
 
