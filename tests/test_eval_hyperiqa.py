@@ -26,10 +26,8 @@ def test_layout_and_round_trip(tmp_path):
     torch.save(model.state_dict(), path)
     other = HyperNet().eval()
     other.load_state_dict(load_state_dict(path, "hyperiqa", "metrics.hyperiqa.weights"), strict=True)
-    x = torch.randn(2, 3, 224, 224)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), other(x))
-        assert model(x).shape == (2,)
+    for k, v in model.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v), k
 
 
 def test_batch_items_are_independent():
