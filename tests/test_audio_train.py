@@ -1,0 +1,151 @@
+"""Audio2Flame training: data module, losses, the generic Hydra entry point (fit, export, resume)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from flap.audio.data import Audio2FlameDataModule, find_clips
+from flap.audio.model import Audio2Flame
+from flap.audio.module import Audio2FlameModule
+from flap.audio.synthetic import synthetic_pair
+from flap.eval.signals import best_lag_correlation
+from flap.flame.coeffs import HeadCoeffs
+from flap.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _cfg(tmp_path, *overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+
+
+def test_synthetic_pair_shapes():
+    audio, coeffs = synthetic_pair(2.0, seed=1)
+    assert audio.shape == (32000,) and audio.dtype == np.float32
+    assert coeffs.num_frames == 50 and coeffs.jaw[:, 0].max() > 0.1
+
+
+def test_datamodule_synthetic():
+    dm = Audio2FlameDataModule(
+        synthetic=4, val_names=["synth_3"], crop_frames=20, batch_size=3, samples_per_epoch=6
+    )
+    dm.setup("fit")
+    assert [c.name for c in dm.val_clips] == ["synth_3"] and len(dm.train_clips) == 3
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["features"].shape == (3, 20, 80) and batch["coeffs"].shape == (3, 20, 120)
+    assert batch["mask"].dtype == torch.bool
+    stats = dm.normalization_stats()
+    assert stats["feature_mean"].shape == (80,) and stats["coeff_std"].shape == (120,)
+    assert np.allclose(dm.silence_feature(), -80.0)
+    with pytest.raises(ValueError, match=r"val_names \['nope'\] match no clip"):
+        Audio2FlameDataModule(synthetic=2, val_names=["nope"]).setup("fit")
+
+
+def test_silence_padding_targets_repeat_edges():
+    dm = Audio2FlameDataModule(synthetic=1, crop_frames=200, samples_per_epoch=4, silence_pad=25, gain_db=0)
+    dm.setup("fit")
+    ds = dm.train_dataloader().dataset
+    clip = dm.train_clips[0]
+    item = ds[0]
+    valid = int(item["mask"].sum())
+    assert 75 <= valid <= 125
+    c = item["coeffs"][:valid].numpy()
+    assert np.allclose(c[0], clip.coeffs[0]) and np.allclose(c[valid - 1], clip.coeffs[-1])
+
+
+def test_find_clips_real_media(tmp_path, shared_data):
+    HeadCoeffs.neutral(75).save(tmp_path / "bbaf2n.npz")
+    clips = find_clips([str(shared_data / "video" / "grid" / "*.mpg")], tmp_path)
+    assert [c[0] for c in clips] == ["bbaf2n"]
+    dm = Audio2FlameDataModule(
+        media=[str(shared_data / "video" / "grid" / "*.mpg")], tracked_dir=str(tmp_path)
+    )
+    dm.setup("fit")
+    assert dm.train_clips[0].features.shape == (75, 80)
+    with pytest.raises(FileNotFoundError, match="has tracked coefficients"):
+        find_clips([str(shared_data / "audio" / "*.wav")], tmp_path)
+    with pytest.raises(FileNotFoundError, match="folder not found"):
+        find_clips(["*.mpg"], tmp_path / "missing")
+
+
+def test_losses_and_mouth_loss_gradient():
+    net = Audio2Flame(hidden_dim=16, dilations=(1,))
+    module = Audio2FlameModule(net, mouth_weight=1.0, mouth_frames=4, group_weights={"jaw": 4.0})
+    target = HeadCoeffs.neutral(10).data[None].repeat(2, 1, 1)
+    target[:, :, 15] = 0.2
+    batch = {
+        "features": torch.randn(2, 10, 80),
+        "coeffs": target,
+        "mask": torch.ones(2, 10, dtype=torch.bool),
+    }
+    losses = module._losses(batch)
+    assert {"coeff", "velocity", "loss"} <= set(losses)
+    if module.flame() is not None:  # FLAME (or its proxy) available: open vs closed jaw differ by mm
+        assert losses["mouth_mm"] > 0.1
+    losses["loss"].backward()
+    assert net.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown group 'lips'"):
+        Audio2FlameModule(net, group_weights={"lips": 2.0})
+
+
+SMOKE = [
+    "experiment=audio2flame",
+    "data.synthetic=3",
+    "data.val_names=[synth_2]",
+    "data.crop_frames=40",
+    "model.mouth_weight=0",
+    "model.net.hidden_dim=32",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def test_train_entry_point_fit_export_resume(tmp_path):
+    overrides = [*SMOKE, "data.samples_per_epoch=16", "trainer.max_epochs=1"]
+    result = train(_cfg(tmp_path, *overrides, f"export_dir={tmp_path / 'export'}"))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "csv").is_dir() and np.isfinite(result["val/loss"])
+    model = Audio2Flame.from_pretrained(tmp_path / "export").eval()
+    assert model.config.features["type"] == "logmel" and model.config.fps == 25.0
+    assert model.config.hidden_dim == 32
+    assert not torch.equal(model.coeff_std, torch.ones(120))  # statistics were stored
+    # resume from last.ckpt for one more epoch; default export goes to <run dir>/export
+    result2 = train(
+        _cfg(
+            tmp_path / "resumed",
+            *overrides[:-1],
+            "trainer.max_epochs=2",
+            f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+        )
+    )
+    assert Path(result2["export_dir"]) == tmp_path / "resumed" / "export"
+    assert (tmp_path / "resumed" / "export" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_training_learns_jaw_from_audio(tmp_path):
+    overrides = [
+        *SMOKE,
+        "data.synthetic=6",
+        "data.val_names=[synth_5]",
+        "data.samples_per_epoch=64",
+        "model.net.hidden_dim=64",
+        "trainer.max_epochs=6",
+        f"export_dir={tmp_path / 'export'}",
+    ]
+    result = train(_cfg(tmp_path, *overrides))
+    assert result["val/jaw_r"] > 0.7
+    model = Audio2Flame.from_pretrained(tmp_path / "export").eval()
+    audio, coeffs = synthetic_pair(3.0, seed=5)  # the held-out clip
+    r, lag = best_lag_correlation(model.predict(audio).jaw[:, 0].numpy(), coeffs.jaw[:, 0].numpy(), 2)
+    assert r > 0.7, (r, lag)
+
+
+def test_train_requires_experiment(tmp_path):
+    with pytest.raises(ValueError, match="choose an experiment"):
+        train(_cfg(tmp_path))
