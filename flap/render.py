@@ -116,35 +116,37 @@ def rasterize(tri: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.nd
     """
     h, w = size
     tri = np.asarray(tri, dtype=np.float64)
-    lo = np.ceil(tri[..., :2].min(axis=1))
-    hi = np.floor(tri[..., :2].max(axis=1))
-    xmin, ymin = np.maximum(lo, 0).astype(np.int64).T
-    xmax, ymax = np.minimum(hi, [w - 1, h - 1]).astype(np.int64).T
-    bw, bh = xmax - xmin + 1, ymax - ymin + 1
-    onscreen = np.flatnonzero((bw > 0) & (bh > 0))
+    x, y = np.ascontiguousarray(tri[:, :, 0]), np.ascontiguousarray(tri[:, :, 1])
+    xmin = np.maximum(np.ceil(x.min(axis=1)), 0).astype(np.int64)
+    xmax = np.minimum(np.floor(x.max(axis=1)), w - 1).astype(np.int64)
+    ymin = np.maximum(np.ceil(y.min(axis=1)), 0).astype(np.int64)
+    ymax = np.minimum(np.floor(y.max(axis=1)), h - 1).astype(np.int64)
+    onscreen = np.flatnonzero((xmax >= xmin) & (ymax >= ymin))
     coef, keep = _face_planes(tri[onscreen])
     sel = onscreen[keep]
-    counts = bw[sel] * bh[sel]
+    xmin, ymin, bw = xmin[sel], ymin[sel], xmax[sel] - xmin[sel] + 1
+    counts = bw * (ymax[sel] - ymin + 1)
+    # Each plane evaluated at the face's bounding-box origin; candidates step from there.
+    a0, b0, a1, b1, az, bz = coef[:, 0], coef[:, 1], coef[:, 3], coef[:, 4], coef[:, 6], coef[:, 7]
+    w0_org = a0 * xmin + b0 * ymin + coef[:, 2]
+    w1_org = a1 * xmin + b1 * ymin + coef[:, 5]
+    z_org = az * xmin + bz * ymin + coef[:, 8]
     pix_parts, depth_parts, face_parts = [], [], []
     bounds = np.searchsorted(np.cumsum(counts), np.arange(1, counts.sum() // _CHUNK + 1) * _CHUNK)
     for chunk in np.split(np.arange(len(sel)), np.unique(bounds)):
         if not len(chunk):
             continue
         cnt = counts[chunk]
-        idx = np.repeat(chunk, cnt)  # one entry per candidate pixel, indexing sel/coef
+        idx = np.repeat(chunk, cnt)  # one entry per candidate pixel, indexing sel / coef
         off = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        width = bw[sel][idx]
-        px = xmin[sel][idx] + off % width
-        py = ymin[sel][idx] + off // width
-        fx, fy = px.astype(np.float64), py.astype(np.float64)
-        c = coef[idx]
-        w0 = c[:, 0] * fx + c[:, 1] * fy + c[:, 2]
-        w1 = c[:, 3] * fx + c[:, 4] * fy + c[:, 5]
-        inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w0 + w1 <= 1.0 + 1e-9)
-        c, fx, fy = c[inside], fx[inside], fy[inside]
-        depth_parts.append(c[:, 6] * fx + c[:, 7] * fy + c[:, 8])
-        pix_parts.append((py * w + px)[inside])
-        face_parts.append(sel[idx[inside]])
+        lx, ly = np.divmod(off, bw[idx])[::-1]
+        w0 = w0_org[idx] + a0[idx] * lx + b0[idx] * ly
+        w1 = w1_org[idx] + a1[idx] * lx + b1[idx] * ly
+        inside = np.flatnonzero((w0 >= -1e-9) & (w1 >= -1e-9) & (w0 + w1 <= 1.0 + 1e-9))
+        idx, lx, ly = idx[inside], lx[inside], ly[inside]
+        depth_parts.append(z_org[idx] + az[idx] * lx + bz[idx] * ly)
+        pix_parts.append((ymin[idx] + ly) * w + xmin[idx] + lx)
+        face_parts.append(sel[idx])
     if not pix_parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     pix, depth, face = np.concatenate(pix_parts), np.concatenate(depth_parts), np.concatenate(face_parts)
