@@ -249,7 +249,7 @@ def test_reference_pass_runs_once_per_video(trained_nets):
         x, ref_latent = inputs()
         reference = trained_nets.reference_net(ref_latent)
         with torch.no_grad():
-            for window in range(2):
+            for _window in range(2):
                 for t in (900, 500, 100):
                     trained_nets.denoising_net(reference=reference, **dict(x, timestep=torch.tensor(t)))
     finally:
@@ -257,6 +257,7 @@ def test_reference_pass_runs_once_per_video(trained_nets):
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_matches(unet_folder):
     nets = build_flap_unets(TINY["unet"], TINY["motion"], TINY["condition"], pretrained_unet=unet_folder)
     randomize_new_layers(nets.denoising_net)
@@ -278,6 +279,7 @@ def test_gradient_checkpointing_matches(unet_folder):
     assert nets.reference_net.conv_in.weight.grad is not None  # gradients reach the ReferenceNet
 
 
+@pytest.mark.slow
 def test_bfloat16_forward(unet_folder):
     nets = build_flap_unets(TINY["unet"], TINY["motion"], TINY["condition"], pretrained_unet=unet_folder,
                             torch_dtype="bfloat16")
