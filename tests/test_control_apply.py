@@ -13,9 +13,11 @@ from flap.control import (
     blink_track,
     fit_length,
     load_coeffs,
+    load_pose_script,
     mix_pose_expression,
     scale_parts,
 )
+from flap.control.script import POSE_DIR
 from flap.flame.coeffs import HeadCoeffs
 from flap.flame.rotations import axis_angle_to_degrees, degrees_to_axis_angle
 
@@ -100,6 +102,28 @@ def test_pose_from_another_source_then_overlay_script():
     )  # same axis: angles add
     out = apply_controls(audio, pose_from=motion.data.numpy(), pose="none")
     np.testing.assert_allclose(out.pose_degrees().numpy(), [[0, 10, 0]] * 10, atol=1e-9)
+
+
+def test_hydra_pose_group_and_pose_file(tmp_path):
+    """conf/pose is a Hydra group: `pose=nod` gives the script's mapping; `pose_file=` any path."""
+    from hydra import compose, initialize_config_dir
+
+    (tmp_path / "pose").symlink_to(POSE_DIR, target_is_directory=True)
+    (tmp_path / "gen.yaml").write_text(
+        "defaults:\n  - pose: none\n  - _self_\npose_file: null\nblinks_per_minute: null\n"
+    )
+    script = tmp_path / "mine.yaml"
+    script.write_text("mode: replace\nkeyframes:\n  - {t: 0, roll: 7}\n")
+    audio = HeadCoeffs.neutral(4, dtype=torch.float64)
+    with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
+        nod = compose("gen", overrides=["pose=nod.yaml"])
+        mine = compose("gen", overrides=[f"pose_file={script}"])
+    out = apply_controls(audio, nod)
+    np.testing.assert_allclose(
+        out.pose_degrees().numpy()[:, 0], load_pose_script("nod").sample(4, 25.0)[:, 0], atol=1e-9
+    )
+    out = apply_controls(audio, mine)
+    np.testing.assert_allclose(out.pose_degrees().numpy(), [[0, 0, 7]] * 4, atol=1e-9)
 
 
 def test_load_coeffs_sources_and_errors(tmp_path):

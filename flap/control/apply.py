@@ -10,6 +10,9 @@ Sec. 5.6.1). Steps, in order:
 4. ``pose``: a pose script (bundled name such as ``nod``, a path, a mapping or a
    :class:`~flap.control.script.PoseScript`) applied with the script's mode (replace / overlay /
    fixed). ``None`` leaves the pose alone (so does the bundled ``none``: a zero overlay).
+   ``pose_file`` (a path), when set, is used instead of ``pose``: with Hydra, ``conf/pose/`` is a
+   config group, so ``pose=nod`` selects a bundled script (``cfg.pose`` is then the script's
+   mapping) and ``pose_file=/any/script.yaml`` names any other file.
 5. Eyelids: ``eyelids="audio"`` keeps the source's eyelids; otherwise ``blinks_per_minute`` (a
    number ≥ 0, 0 = no blinks) writes blink eyelids with ``seed``; ``None`` keeps the source's.
 
@@ -41,6 +44,7 @@ class ControlConfig:
 
     Attributes:
         pose: pose script (name, path, mapping, PoseScript) or ``None``.
+        pose_file: path of a pose script; overrides ``pose`` when set.
         pose_from: source of the head motion, ``None``/``"audio"`` = the input coefficients.
         expression_from: source of the expression, ``None``/``"audio"`` = the input coefficients.
         extend: ``"hold"`` or ``"loop"`` a source shorter than the input.
@@ -52,6 +56,7 @@ class ControlConfig:
     """
 
     pose: Any = None
+    pose_file: str | None = None
     pose_from: Any = None
     expression_from: Any = None
     extend: str = "hold"
@@ -143,8 +148,9 @@ def apply_controls(
         pose_scale=float(config.pose_scale),
         eyelid_scale=float(config.eyelid_scale),
     )
-    if config.pose is not None:
-        script = load_pose_script(config.pose)
+    pose = config.pose_file if config.pose_file is not None else config.pose
+    if pose is not None:
+        script = load_pose_script(pose)
         out = apply_pose_track(out, script.sample(out.num_frames, out.fps), mode=script.mode)
     if config.eyelids != "audio" and config.blinks_per_minute is not None:
         out = apply_blinks(out, float(config.blinks_per_minute), seed=int(config.seed))
