@@ -190,7 +190,7 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         audio: np.ndarray,
         sr: int = SAMPLE_RATE,
         fps: float | None = None,
-        chunk_seconds: float = 60.0,
+        chunk_seconds: float = 30.0,
         num_frames: int | None = None,
     ) -> HeadCoeffs:
         """Speech → :class:`HeadCoeffs` with ``T = round(len(audio) / sr * fps)`` frames (or ``num_frames``).
