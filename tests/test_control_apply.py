@@ -140,3 +140,26 @@ def test_load_coeffs_sources_and_errors(tmp_path):
         load_coeffs(bad)
     with pytest.raises(ValueError, match="unknown key 'blink_rate'"):
         apply_controls(HeadCoeffs.neutral(2), blink_rate=3)
+
+
+def test_image_and_video_sources_go_through_the_tracker(tmp_path, monkeypatch, shared_data):
+    """Wiring to flap.tracking.track_frames(frames, fps) -> HeadCoeffs (faked here: the tracker is tested elsewhere)."""
+    import flap.tracking
+
+    calls = []
+
+    def fake_track_frames(frames, fps):
+        calls.append((frames.shape, fps))
+        out = HeadCoeffs.neutral(len(frames), fps)
+        out.expression[:] = 0.5
+        return out
+
+    monkeypatch.setattr(flap.tracking, "track_frames", fake_track_frames, raising=False)
+    image = load_coeffs(shared_data / "portraits" / "skimage_astronaut.png")
+    assert calls[-1] == ((1, 512, 512, 3), 25.0) and image.num_frames == 1
+    video = load_coeffs(shared_data / "video" / "liveportrait_d0.mp4")
+    assert calls[-1][0][1:] == (512, 512, 3) and calls[-1][1] == pytest.approx(25.0) and video.num_frames > 50
+    out = apply_controls(
+        HeadCoeffs.neutral(10), expression_from=shared_data / "portraits" / "skimage_astronaut.png"
+    )
+    np.testing.assert_array_equal(out.expression.numpy(), 0.5)  # the image's expression held on every frame
