@@ -105,5 +105,7 @@ def apply_blinks(coeffs: HeadCoeffs, blinks_per_minute: float, seed: int = 0, **
     """
     track = blink_track(coeffs.num_frames, coeffs.fps, blinks_per_minute, seed=seed, **kwargs)
     out = coeffs.clone()
-    out.data[:, SLICES["eyelids"]] = torch.as_tensor(track, dtype=out.data.dtype)[:, None]
+    out.data[:, SLICES["eyelids"]] = torch.as_tensor(track, dtype=out.data.dtype, device=out.data.device)[
+        :, None
+    ]
     return out

@@ -120,7 +120,8 @@ def apply_pose(
     if n == 0:
         return out
     if mode == "replace" and any(c is None for c in cols):
-        current = axis_angle_to_degrees(coeffs.global_rot[idx].double()).numpy()
+        rows = torch.as_tensor(idx, dtype=torch.long, device=coeffs.data.device)
+        current = axis_angle_to_degrees(coeffs.global_rot[rows].double()).cpu().numpy()
         cols = [current[:, i] if c is None else c for i, c in enumerate(cols)]
     pyr = np.stack([np.zeros(n) if c is None else c for c in cols], axis=1)
     return _write_pose(out, idx, pyr, overlay=mode == "overlay")
@@ -128,13 +129,15 @@ def apply_pose(
 
 def _write_pose(out: HeadCoeffs, idx: np.ndarray, pyr_deg: np.ndarray, overlay: bool) -> HeadCoeffs:
     """Write ``(n, 3)`` degrees into ``out.global_rot[idx]`` (composed with the current pose if ``overlay``)."""
-    user = torch.as_tensor(pyr_deg, dtype=torch.float64)
+    device = out.data.device
+    rows = torch.as_tensor(idx, dtype=torch.long, device=device)
+    user = torch.as_tensor(pyr_deg, dtype=torch.float64, device=device)
     if overlay:
-        source = axis_angle_to_matrix(out.global_rot[idx].double())
+        source = axis_angle_to_matrix(out.global_rot[rows].double())
         rot = matrix_to_axis_angle(degrees_to_matrix(user) @ source)
     else:
         rot = degrees_to_axis_angle(user)
-    out.data[torch.as_tensor(idx, dtype=torch.long), SLICES["global_rot"]] = rot.to(out.data)
+    out.data[rows, SLICES["global_rot"]] = rot.to(out.data)
     return out
 
 

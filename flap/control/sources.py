@@ -114,7 +114,7 @@ def fit_length(
     fps = coeffs.fps if fps is None else float(fps)
     src = np.floor(np.arange(num_frames) * coeffs.fps / fps + 1e-9).astype(np.int64)
     src = np.minimum(src, coeffs.num_frames - 1) if extend == "hold" else src % coeffs.num_frames
-    return HeadCoeffs(coeffs.data[torch.as_tensor(src)].clone(), fps)
+    return HeadCoeffs(coeffs.data[torch.as_tensor(src, device=coeffs.data.device)].clone(), fps)
 
 
 def mix_pose_expression(pose: HeadCoeffs, expression: HeadCoeffs, extend: str = "hold") -> HeadCoeffs:
