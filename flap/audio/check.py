@@ -1,0 +1,81 @@
+"""Acceptance checks for a trained Audio2Flame (issue 4), also a command line tool.
+
+    python -m flap.audio.check --model checkpoints/audio2flame --tracked data/tracked \\
+        --media "../shared/data/video/grid/*.mpg" --held-out lbax4n sbia1a
+
+- held-out lip sync: Pearson r between predicted and tracked jaw opening on each held-out clip at
+  the best lag within ±2 frames (target r ≥ 0.5);
+- silence: 2 s of digital zeros → mean predicted jaw opening vs the 10th percentile of the training
+  clips' tracked jaw opening (target: below), and the std of the predicted head rotation in degrees
+  (largest of pitch/yaw/roll; target < 3°).
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from flap.audio.data import find_clips
+from flap.audio.io import SAMPLE_RATE, load_audio
+from flap.audio.model import Audio2Flame
+from flap.eval.pose import jaw_opening
+from flap.eval.signals import best_lag_correlation
+from flap.flame.coeffs import HeadCoeffs
+
+__all__ = ["held_out_jaw", "silence_check", "main"]
+
+
+def held_out_jaw(model: Audio2Flame, clips: list[tuple[str, str, str]], max_lag: int = 2) -> dict[str, dict]:
+    """``{name: {"r": Pearson r at the best lag, "lag": frames}}`` for ``(name, media, coeffs_path)`` clips."""
+    out = {}
+    for name, media, coeffs_path in clips:
+        tracked = HeadCoeffs.load(coeffs_path)
+        pred = model.predict(
+            load_audio(media, fps=tracked.fps), fps=tracked.fps, num_frames=tracked.num_frames
+        )
+        r, lag = best_lag_correlation(jaw_opening(pred.numpy()), jaw_opening(tracked.numpy()), max_lag)
+        out[name] = {"r": float(r), "lag": int(lag)}
+    return out
+
+
+def silence_check(
+    model: Audio2Flame, train_coeffs: list[HeadCoeffs], seconds: float = 2.0
+) -> dict[str, float]:
+    """Predict on ``seconds`` of digital silence; compare with the training jaw distribution.
+
+    Returns ``silence_jaw_mean`` (rad), ``train_jaw_p10`` (rad), ``silence_rot_std_deg`` (largest std of
+    pitch/yaw/roll over frames, degrees).
+    """
+    pred = model.predict(np.zeros(int(seconds * SAMPLE_RATE), np.float32))
+    train_jaw = np.concatenate([jaw_opening(c.numpy()) for c in train_coeffs])
+    return {
+        "silence_jaw_mean": float(jaw_opening(pred.numpy()).mean()),
+        "train_jaw_p10": float(np.percentile(train_jaw, 10)),
+        "silence_rot_std_deg": float(pred.pose_degrees().std(dim=0).max()),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="folder written by Audio2Flame.save_pretrained")
+    parser.add_argument("--tracked", required=True, help="folder of tracked HeadCoeffs (<stem>.npz)")
+    parser.add_argument("--media", nargs="+", required=True, help="glob patterns of the media files")
+    parser.add_argument("--held-out", nargs="*", default=[], help="clip stems not used for training")
+    args = parser.parse_args(argv)
+    model = Audio2Flame.from_pretrained(args.model).eval()
+    clips = find_clips(args.media, args.tracked)
+    held = [c for c in clips if c[0] in args.held_out]
+    train = [HeadCoeffs.load(c[2]) for c in clips if c[0] not in args.held_out]
+    result = {"held_out": held_out_jaw(model, held), **silence_check(model, train)}
+    result["silence_jaw_below_p10"] = result["silence_jaw_mean"] < result["train_jaw_p10"]
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
