@@ -29,7 +29,7 @@ from typing import Any
 
 from flap.control.blinks import apply_blinks
 from flap.control.pose import apply_pose_track
-from flap.control.script import load_pose_script
+from flap.control.script import PoseScript, load_pose_script
 from flap.control.sources import fit_length, load_coeffs, mix_pose_expression, scale_parts
 from flap.flame.coeffs import C_MOTION_SLICE, HeadCoeffs
 
@@ -67,6 +67,14 @@ class ControlConfig:
     blinks_per_minute: float | None = None
     eyelids: str = "auto"
     seed: int = 0
+
+    def pose_script(self) -> PoseScript | None:
+        """The pose script to apply (``pose_file`` if set, else ``pose``), loaded and validated, or ``None``.
+
+        Call it early to fail fast on a bad script (raises like :func:`load_pose_script`).
+        """
+        pose = self.pose_file if self.pose_file is not None else self.pose
+        return None if pose is None else load_pose_script(pose)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None, strict: bool = True) -> ControlConfig:
@@ -148,9 +156,8 @@ def apply_controls(
         pose_scale=float(config.pose_scale),
         eyelid_scale=float(config.eyelid_scale),
     )
-    pose = config.pose_file if config.pose_file is not None else config.pose
-    if pose is not None:
-        script = load_pose_script(pose)
+    script = config.pose_script()
+    if script is not None:
         out = apply_pose_track(out, script.sample(out.num_frames, out.fps), mode=script.mode)
     if config.eyelids != "audio" and config.blinks_per_minute is not None:
         out = apply_blinks(out, float(config.blinks_per_minute), seed=int(config.seed))
