@@ -47,7 +47,7 @@ def test_datamodule_synthetic():
         Audio2FlameDataModule(synthetic=2, val_names=["nope"]).setup("fit")
 
 
-def test_silence_padding_targets_repeat_edges():
+def test_silence_padding_targets_rest_pose():
     dm = Audio2FlameDataModule(synthetic=1, crop_frames=200, samples_per_epoch=4, silence_pad=25, gain_db=0)
     dm.setup("fit")
     ds = dm.train_dataloader().dataset
@@ -56,7 +56,12 @@ def test_silence_padding_targets_repeat_edges():
     valid = int(item["mask"].sum())
     assert 75 <= valid <= 125
     c = item["coeffs"][:valid].numpy()
-    assert np.allclose(c[0], clip.coeffs[0]) and np.allclose(c[valid - 1], clip.coeffs[-1])
+    # silence targets: the edge frames with the clip's rest (5th percentile) jaw
+    rest = np.percentile(clip.coeffs[:, 15], 5)
+    assert np.allclose(c[0, :15], clip.coeffs[0, :15]) and np.allclose(
+        c[valid - 1, 18:], clip.coeffs[-1, 18:]
+    )
+    assert abs(c[0, 15] - rest) < 0.02 and abs(c[valid - 1, 15] - rest) < 0.02
 
 
 def test_find_clips_real_media(tmp_path, shared_data):

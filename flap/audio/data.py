@@ -6,8 +6,9 @@ fps). Features are computed once per clip with exactly ``len(coeffs)`` frames. T
 random crops of ``crop_frames`` frames; validation uses whole clips.
 
 Augmentation (log-mel only): a random gain in dB (features shifted, floored at the silence level)
-and digital-silence padding at the clip ends, whose targets repeat the clip's first/last frame, so
-the model sees true silence with a closed, still mouth.
+and digital-silence padding at the clip ends, whose targets repeat the clip's first/last frame with
+the jaw at the clip's rest position (:func:`rest_pose`), so the model sees true silence with a
+closed, still mouth.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from flap.audio.features import build_features, extract_features
 from flap.audio.io import SAMPLE_RATE, load_audio
-from flap.flame.coeffs import HeadCoeffs
+from flap.flame.coeffs import SLICES, HeadCoeffs
 
 __all__ = ["Clip", "find_clips", "CropDataset", "ClipDataset", "Audio2FlameDataModule"]
 
@@ -66,6 +67,19 @@ def find_clips(media: list[str], tracked_dir: str | Path) -> list[tuple[str, Pat
     return sorted(found)
 
 
+def rest_pose(coeffs: np.ndarray, frame: np.ndarray, quantile: float = 5.0) -> np.ndarray:
+    """Target for digital silence: ``frame (1, 120)`` with the jaw of the clip's rest position.
+
+    The rest jaw is the jaw (3 values) of the clip frame at the ``quantile``-th percentile of jaw
+    opening (rotation about x), i.e. the speaker's closed mouth.
+    """
+    opening = coeffs[:, SLICES["jaw"].start]
+    idx = int(np.argmin(np.abs(opening - np.percentile(opening, quantile))))
+    out = frame.copy()
+    out[:, SLICES["jaw"]] = coeffs[idx, SLICES["jaw"]]
+    return out
+
+
 class CropDataset(Dataset):
     """Random ``crop_frames`` crops of the clips (``length`` samples per epoch).
 
@@ -100,9 +114,8 @@ class CropDataset(Dataset):
             before, after = rng.integers(0, self.silence_pad + 1, size=2)
             sil = np.broadcast_to(self.silence_feature, (1, feats.shape[1]))
             feats = np.concatenate([np.repeat(sil, before, 0), feats, np.repeat(sil, after, 0)])
-            coeffs = np.concatenate(
-                [np.repeat(coeffs[:1], before, 0), coeffs, np.repeat(coeffs[-1:], after, 0)]
-            )
+            first, last = rest_pose(coeffs, coeffs[:1]), rest_pose(coeffs, coeffs[-1:])
+            coeffs = np.concatenate([np.repeat(first, before, 0), coeffs, np.repeat(last, after, 0)])
         return feats, coeffs
 
     def __getitem__(self, index: int) -> dict:
