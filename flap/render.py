@@ -76,9 +76,17 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
     Degenerate faces get a zero normal.
     """
-    tri = vertices[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return _triangle_normals(vertices[faces])
+
+
+def _triangle_normals(tri: np.ndarray) -> np.ndarray:
+    """Unit normals ``(F, 3)`` of triangles ``(F, 3, 3)``; zero for degenerate ones."""
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    n = np.empty_like(e1)
+    n[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+    n[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+    n[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    norm = np.sqrt(np.einsum("ij,ij->i", n, n))[:, None]
     return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
 
 
@@ -231,12 +239,13 @@ def render_mesh(
     colors = np.asarray(color, dtype=np.float64)
     if colors.shape not in ((3,), (len(faces), 3)):
         raise ValueError(f"render_mesh: color must be (3,) or (F={len(faces)}, 3), got shape {colors.shape}")
-    if not len(faces) or not np.isfinite(verts).all():
-        if not np.isfinite(verts).all():
-            raise ValueError("render_mesh: vertices_px contains NaN or inf")
+    if not np.isfinite(verts).all():
+        raise ValueError("render_mesh: vertices_px contains NaN or inf")
+    if not len(faces):
         return canvas
 
-    normals = face_normals(verts, faces)
+    tri = verts[faces]
+    normals = _triangle_normals(tri)
     if cull_back_faces:
         keep = normals[:, 2] < 0
     else:
@@ -254,7 +263,7 @@ def render_mesh(
     face_rgb = np.clip(np.rint(face_rgb), 0, 255).astype(np.uint8)
 
     h, w = canvas.shape[:2]
-    pix, face = rasterize(verts[faces[idx]], (h, w))
+    pix, face = rasterize(tri[idx], (h, w))
     canvas.reshape(-1, 3)[pix] = face_rgb[face]
 
     if alpha < 1.0:
