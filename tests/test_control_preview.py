@@ -87,3 +87,15 @@ def test_preview_flame_png(tmp_path):
     assert img.shape == (128, 256, 3)  # 8 poses in a 4 x 2 grid of 64 px cells
     cells = [img[r * 64 : (r + 1) * 64, c * 64 : (c + 1) * 64] for r in range(2) for c in range(4)]
     assert all(cell.any() for cell in cells)
+
+
+def test_preview_pose_tool_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("keyframes:\n  - {t: 0, yaw: 400}\n")
+    with pytest.raises(SystemExit) as info:
+        _tool("preview_pose").main([str(bad), "--out", str(tmp_path / "x.mp4")])
+    assert str(bad) in str(info.value.code) and "'yaw'" in str(info.value.code)
+    path = HeadCoeffs.neutral(3).save(tmp_path / "c.npz")
+    with pytest.raises(SystemExit, match="refusing to overwrite"):
+        _tool("preview_pose").main([str(path), "--size", "32", "--out", str(path)])
+    assert HeadCoeffs.load(path).num_frames == 3  # input intact

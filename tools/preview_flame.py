@@ -64,7 +64,10 @@ def main(argv=None) -> Path:
     from flap.flame.model import FlameModel
     from flap.io import atomic_output
 
-    model = FlameModel(args.model)
+    try:
+        model = FlameModel(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        sys.exit(f"preview_flame: {exc}")
     cells = list(iter_preview_frames(pose_coeffs(), model=model, size=(args.size, args.size), annotate=False))
     for cell, (label, *_rest) in zip(cells, POSES):
         cv2.putText(

@@ -66,6 +66,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Path:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad input: one clear line, no traceback
+        sys.exit(f"preview_pose: {exc}")
+
+
+def _run(args: argparse.Namespace) -> Path:
     import torch
 
     from flap.control.preview import write_preview
@@ -101,7 +108,13 @@ def main(argv=None) -> Path:
     out = args.out or Path("outputs") / f"preview_{Path(str(args.source)).stem}.mp4"
     model = FlameModel(args.model)
     write_preview(
-        out, coeffs, model=model, size=(args.size, args.size), audio=audio, annotate=not args.no_annotate
+        out,
+        coeffs,
+        model=model,
+        size=(args.size, args.size),
+        audio=audio,
+        annotate=not args.no_annotate,
+        inputs=[args.audio, args.source if is_coeffs else None],
     )
     print(
         f"wrote {out}: {coeffs.num_frames} frames at {coeffs.fps:g} fps in {time.perf_counter() - t0:.2f} s"

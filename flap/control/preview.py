@@ -123,6 +123,7 @@ def write_preview(
     size: tuple[int, int] = (256, 256),
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
+    inputs=(),
     **kwargs,
 ) -> Path:
     """Render ``coeffs`` as a mesh video to ``path`` (H.264 mp4 at ``coeffs.fps``, written atomically).
@@ -134,6 +135,7 @@ def write_preview(
         model: FlameModel (default: real FLAME if installed, else the proxy).
         size: ``(H, W)`` pixels.
         audio: optional mono float32 track to mux (e.g. the speech clip), at ``sample_rate`` Hz.
+        inputs: input paths that must not be overwritten (``ValueError`` if ``path`` is one).
         **kwargs: passed to :func:`iter_preview_frames` (``annotate``, ``shape``, ``color``...).
 
     Returns:
@@ -142,4 +144,4 @@ def write_preview(
     from flap.io import write_video
 
     frames = iter_preview_frames(coeffs, model=model, size=size, **kwargs)
-    return write_video(path, frames, coeffs.fps, audio=audio, sample_rate=sample_rate)
+    return write_video(path, frames, coeffs.fps, audio=audio, sample_rate=sample_rate, inputs=inputs)
