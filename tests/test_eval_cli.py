@@ -137,3 +137,34 @@ def test_bad_inputs(tmp_path, clip):
     with pytest.raises(FileNotFoundError, match="no coefficient file beside it"):
         run(_cfg(clip, tmp_path / "o"))
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_learned_metrics_run_with_local_weights(clip, tmp_path, shared_data):
+    """SyncNet, HyperIQA and identity run (random weights in the published layouts) when configured."""
+    from flap.eval.hyperiqa import HyperNet
+    from flap.eval.syncnet import SyncNetModel
+
+    torch.manual_seed(0)
+    torch.save(SyncNetModel().state_dict(), tmp_path / "syncnet_v2.model")
+    torch.save(HyperNet().state_dict(), tmp_path / "koniq_pretrained.pkl")
+
+    class TinyFace(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+    torch.jit.script(TinyFace()).save(str(tmp_path / "face.pt"))
+    cfg = _cfg(clip, tmp_path / "eval", reference=str(shared_data / "portraits" / "liveportrait_d8.jpg"))
+    cfg["metrics"]["syncnet"] = {"weights": str(tmp_path / "syncnet_v2.model"), "vshift": 2}
+    cfg["metrics"]["hyperiqa"] = {
+        "weights": str(tmp_path / "koniq_pretrained.pkl"),
+        "num_frames": 1,
+        "num_crops": 1,
+    }
+    cfg["metrics"]["identity"] = {"weights": str(tmp_path / "face.pt"), "size": 32, "value_range": [-1, 1]}
+    res = run(cfg)["videos"][0]
+    assert set(res.get("skipped", {})) == set()
+    assert res["syncnet"]["num_windows"] == T - 5 and res["syncnet"]["sync_d"] > 0
+    assert -2 <= res["syncnet"]["offset_frames"] <= 2
+    assert np.isfinite(res["hyperiqa"]["hyperiqa"]) and res["hyperiqa"]["frames_scored"] == 1
+    assert -1 <= res["identity"]["identity_cos_min"] <= res["identity"]["identity_cos_mean"] <= 1
+    assert "SyncNet SYNC-C" in (tmp_path / "eval" / "table.md").read_text()
