@@ -154,3 +154,43 @@ def test_training_learns_jaw_from_audio(tmp_path):
 def test_train_requires_experiment(tmp_path):
     with pytest.raises(ValueError, match="choose an experiment"):
         train(_cfg(tmp_path))
+
+
+def test_train_with_wav2vec2_features(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    w2v = tmp_path / "w2v"
+    cfg = Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16, 16),
+        conv_stride=(5, 64),
+        conv_kernel=(10, 64),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    Wav2Vec2Model(cfg).eval().save_pretrained(w2v)
+    overrides = [
+        *SMOKE,
+        "data.samples_per_epoch=8",
+        "trainer.max_epochs=1",
+        "audio@data.features=wav2vec2",
+        f"data.features.model_path={w2v}",
+        "data.features.layers=[-1]",
+        "model.net.feature_dim=16",
+    ]
+    result = train(_cfg(tmp_path / "run", *overrides))
+    model = Audio2Flame.from_pretrained(result["export_dir"]).eval()
+    assert model.config.features == {
+        "type": "wav2vec2",
+        "model_path": str(w2v),
+        "layers": [1],
+        "normalize": True,
+        "sr": 16000,
+    }
+    assert model.predict(synthetic_pair(1.0)[0]).num_frames == 25
+    with pytest.raises(ValueError, match="set model.net.feature_dim"):
+        train(_cfg(tmp_path / "bad", *overrides[:-1]))
