@@ -30,6 +30,38 @@ def tiny_unet2d(seed: int = 0) -> UNet2DConditionModel:
     return UNet2DConditionModel(**TINY["unet"])
 
 
+def to_ldm_keys(state: dict, layers: int, levels: int) -> dict:
+    """Diffusers UNet names → original SD (LDM) names, for the single-file conversion test only
+    (inverse of the standard SD conversion map, generalised to ``layers`` per level)."""
+    top = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+           "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    resnet = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+              "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+    prefix = {"mid_block.attentions.0.": "middle_block.1.", "mid_block.resnets.0.": "middle_block.0.",
+              "mid_block.resnets.1.": "middle_block.2."}
+    for i in range(levels):
+        for j in range(layers):
+            prefix[f"down_blocks.{i}.resnets.{j}."] = f"input_blocks.{(layers + 1) * i + j + 1}.0."
+            prefix[f"down_blocks.{i}.attentions.{j}."] = f"input_blocks.{(layers + 1) * i + j + 1}.1."
+        prefix[f"down_blocks.{i}.downsamplers.0.conv."] = f"input_blocks.{(layers + 1) * (i + 1)}.0.op."
+        has_attn = any(k.startswith(f"up_blocks.{i}.attentions.") for k in state)
+        prefix[f"up_blocks.{i}.upsamplers.0."] = f"output_blocks.{(layers + 1) * i + layers}.{2 if has_attn else 1}."
+        for j in range(layers + 1):
+            prefix[f"up_blocks.{i}.resnets.{j}."] = f"output_blocks.{(layers + 1) * i + j}.0."
+            prefix[f"up_blocks.{i}.attentions.{j}."] = f"output_blocks.{(layers + 1) * i + j}.1."
+    out = {}
+    for key, value in state.items():
+        new = key
+        for a, b in list(top.items()) + list(prefix.items()):
+            if key.startswith(a if a.endswith(".") else a + "."):
+                new = b + key[len(a):]
+        if ".resnets." in key:
+            for a, b in resnet.items():
+                new = new.replace(f".{a}.", f".{b}.")
+        out["model.diffusion_model." + new] = value.contiguous()
+    return out
+
+
 def tiny_adapter(seed: int = 1) -> MotionAdapter:
     torch.manual_seed(seed)
     u = TINY["unet"]
@@ -189,6 +221,14 @@ def test_loading_reports_only_new_layers_missing(unet_folder, adapter_folder, tm
     nets2 = build_flap_unets(TINY["unet"], TINY["motion"], TINY["condition"], pretrained_unet=single)
     assert nets2.reports["reference_net"].missing == []
     assert torch.equal(nets2.denoising_net.conv_in.weight, unet_sd["conv_in.weight"])
+
+    # single original-SD (LDM-key) .safetensors file, converted by diffusers' utilities
+    ldm = tmp_path / "sd_original.safetensors"
+    save_file(to_ldm_keys(unet_sd, TINY["unet"]["layers_per_block"], len(TINY["unet"]["block_out_channels"])), ldm)
+    nets3 = build_flap_unets(TINY["unet"], TINY["motion"], TINY["condition"], pretrained_unet=ldm)
+    assert nets3.reports["reference_net"].missing == [] and nets3.reports["reference_net"].unexpected == []
+    ref3 = nets3.reference_net.state_dict()
+    assert all(torch.equal(ref3[k], v) for k, v in unet_sd.items())
 
 
 def test_loading_fails_on_shape_mismatch(tmp_path):
