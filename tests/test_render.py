@@ -157,3 +157,18 @@ def test_sample_flame_mesh_is_centred_and_shaded(shared_data):
     seq = render_mesh_sequence(np.stack([verts, verts]), faces, size=(128, 96))
     assert seq.shape == (2, 128, 96, 3)
     np.testing.assert_array_equal(seq[0], seq[1])
+
+
+def test_sequence_over_images_keeps_background():
+    v, f = _square(
+        -0.05, -0.05, 0.05, 0.05, depth=0.0
+    )  # FLAME-frame square (metres), facing +z after the flip
+    v[:, 1] *= -1  # y up in FLAME: flip so the winding faces the viewer once mapped to pixels
+    images = np.full((2, 40, 60, 3), 30, dtype=np.uint8)
+    out = render_mesh_sequence(
+        np.stack([v, v]), f, images=images, scale=200.0, center=(0, 0, 0), light_dir=(0, 0, -1)
+    )
+    assert out.shape == (2, 40, 60, 3)
+    assert tuple(out[0, 20, 30]) == (200, 190, 180)  # mesh (default colour, fully lit) in the middle
+    assert tuple(out[0, 2, 2]) == (30, 30, 30)  # image kept around it
+    np.testing.assert_array_equal(images, 30)  # inputs untouched
