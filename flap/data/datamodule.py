@@ -5,11 +5,35 @@ from __future__ import annotations
 import os
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Sampler
 
 from flap.data.datasets import ImagePairDataset, VideoClipDataset
 
-__all__ = ["FLAPDataModule"]
+__all__ = ["FLAPDataModule", "EpochShuffleSampler"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Random permutation of ``range(n)`` that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` at every epoch start, so a run resumed from a checkpoint
+    sees the same order as an uninterrupted one (the default sampler draws from the global RNG).
+    Under DDP Lightning wraps it in a distributed sampler (each rank gets its share).
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 class FLAPDataModule(L.LightningDataModule):
@@ -36,6 +60,7 @@ class FLAPDataModule(L.LightningDataModule):
         super().__init__()
         if mode not in ("pairs", "video"):
             raise ValueError(f"FLAPDataModule: mode must be 'pairs' or 'video', got {mode!r}")
+        root = str(root)  # plain types only in checkpoints (torch.load weights_only)
         self.save_hyperparameters()
         self.train_set = None
 
@@ -52,5 +77,6 @@ class FLAPDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Training batches (dicts of stacked tensors, see the datasets)."""
         h = self.hparams
-        return DataLoader(self.train_set, batch_size=h.batch_size, shuffle=h.shuffle, num_workers=h.num_workers,
+        sampler = EpochShuffleSampler(len(self.train_set), h.seed) if h.shuffle else None
+        return DataLoader(self.train_set, batch_size=h.batch_size, sampler=sampler, num_workers=h.num_workers,
                           drop_last=len(self.train_set) >= h.batch_size, persistent_workers=h.num_workers > 0)

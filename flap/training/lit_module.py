@@ -98,6 +98,8 @@ class FLAPLitModule(L.LightningModule):
         super().__init__()
         if stage not in STAGE_TRAINABLE_GROUPS:
             raise ValueError(f"FLAPLitModule: stage must be one of {sorted(STAGE_TRAINABLE_GROUPS)}, got {stage!r}")
+        init_from = None if init_from is None else str(init_from)  # plain types in checkpoints
+        export_dir = None if export_dir is None else str(export_dir)
         if init_from is not None:
             unets = load_stage_output(init_from)
         if unets is None:

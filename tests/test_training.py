@@ -1,0 +1,216 @@
+"""Progressively Focused Training: datasets, stage freezing, resume, export, DDP (tiny configs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from flap.data.datamodule import FLAPDataModule
+from flap.data.datasets import ImagePairDataset, VideoClipDataset, load_prepared_clips
+from flap.data.prepare import PrepareConfig, prepare_dataset
+from flap.flame.coeffs import HeadCoeffs
+from flap.models import parameter_group
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nodding_tracker(frames, fps):
+    """Stub FLAME tracker: yaw ±10°, jaw opening (the real tracker is tested elsewhere)."""
+    t = np.arange(len(frames))
+    c = HeadCoeffs.neutral(len(frames), fps)
+    yaw = 10.0 * np.sin(t / 5.0) * (1 + len(frames) % 7)
+    c.set_pose_degrees(torch.tensor(np.stack([0 * yaw, yaw, 0 * yaw], 1), dtype=torch.float32))
+    c.jaw[:, 0] = torch.tensor(0.1 * np.abs(np.sin(t / 3.0)), dtype=torch.float32)
+    return c
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, shared_data):
+    raw = tmp_path_factory.mktemp("raw")
+    for name in ("bbaf2n", "lbax4n", "sbia1a"):
+        shutil.copy(shared_data / "video" / "grid" / f"{name}.mpg", raw / f"{name}.mpg")
+    out = tmp_path_factory.mktemp("prepared")
+    m = prepare_dataset(raw, out, PrepareConfig(size=32, tracker=nodding_tracker))
+    assert m["summary"]["kept"] == 3
+    return out
+
+
+def tiny_vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(block_out_channels=(8, 16, 16), down_block_types=["DownEncoderBlock2D"] * 3,
+                         up_block_types=["UpDecoderBlock2D"] * 3, latent_channels=4, norm_num_groups=8,
+                         sample_size=32)
+
+
+def tiny_unets(seed=0):
+    torch.manual_seed(seed)
+    return instantiate(OmegaConf.load(ROOT / "conf" / "model" / "flap_tiny.yaml"))
+
+
+def make_module(stage, **kw):
+    from flap.training import FLAPLitModule
+
+    if "init_from" not in kw:
+        kw["unets"] = tiny_unets()
+    return FLAPLitModule(stage, vae=tiny_vae(), **kw)
+
+
+def trainer(**kw):
+    kw = {"accelerator": "cpu", "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+          "enable_model_summary": False, "deterministic": False, **kw}
+    return L.Trainer(**kw)
+
+
+def test_datasets(prepared):
+    clips = load_prepared_clips(prepared)
+    assert [c.clip_id for c in clips] == ["bbaf2n", "lbax4n", "sbia1a"]
+    top = load_prepared_clips(prepared, motion_top_fraction=0.2)
+    assert len(top) == 1 and top[0].motion_variance == max(c.motion_variance for c in clips)
+    pairs = ImagePairDataset(prepared, seed=3)
+    assert len(pairs) == 225
+    item = pairs[80]
+    assert item["target"].shape == (3, 32, 32) and item["reference"].shape == (3, 32, 32)
+    assert -1 <= item["target"].min() and item["target"].max() <= 1
+    torch.testing.assert_close(item["coeffs"], torch.from_numpy(clips[1].coeffs[5]))
+    torch.testing.assert_close(pairs[80]["reference"], item["reference"])  # same seed+index, same pair
+    video = VideoClipDataset(prepared, num_frames=8, stride=4)
+    assert len(video) == 3 * len(range(0, 75 - 8 + 1, 4))
+    v = video[1]
+    assert v["frames"].shape == (8, 3, 32, 32) and v["coeffs"].shape == (8, 120)
+    torch.testing.assert_close(v["coeffs"], torch.from_numpy(clips[0].coeffs[4:12]))
+    with pytest.raises(ValueError, match="no kept segment"):
+        VideoClipDataset(prepared, num_frames=100)
+
+
+def test_dataset_without_tracks(tmp_path, shared_data):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(shared_data / "video" / "grid" / "bbaf2n.mpg", raw)
+    prepare_dataset(raw, tmp_path / "out", PrepareConfig(size=32, tracker="none"))
+    with pytest.raises(FileNotFoundError, match="coeffs.npz"):
+        load_prepared_clips(tmp_path / "out")
+
+
+def _snapshot(module):
+    return {f"{net}.{n}": p.detach().clone() for net in ("reference_net", "denoising_net")
+            for n, p in getattr(module, net).named_parameters()}
+
+
+def _group(name):
+    net, rest = name.split(".", 1)
+    return "spatial" if net == "reference_net" else parameter_group(rest)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_stage_freezing(prepared, stage):
+    from flap.models import STAGE_TRAINABLE_GROUPS
+
+    module = make_module(stage, motion_dropout=0.0, expression_dropout=0.0)
+    dm = FLAPDataModule(prepared, mode="video" if stage == 3 else "pairs", batch_size=2, num_frames=4,
+                        motion_top_fraction=0.2 if stage == 1 else None)
+    before = _snapshot(module)
+    trainer(max_steps=3).fit(module, dm)
+    after = _snapshot(module)
+    trained = set(STAGE_TRAINABLE_GROUPS[stage])
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    frozen = [n for n in before if _group(n) not in trained]
+    assert frozen and not changed.intersection(frozen), sorted(changed.intersection(frozen))[:5]
+    for group in trained:
+        names = [n for n in before if _group(n) == group]
+        assert names and changed.intersection(names), f"stage {stage}: no parameter of {group} changed"
+    # Almost every trained tensor moves (a few receive exactly zero gradient behind zero-initialised layers).
+    trainable = [n for n in before if _group(n) in trained]
+    assert len(changed) >= 0.6 * len(trainable)
+    if stage == 3:
+        assert all(_group(n) == "temporal" for n in changed)
+
+
+class _Losses(L.Callback):
+    def __init__(self):
+        self.losses = {}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses[trainer.global_step] = float(outputs["loss"])
+
+
+def test_resume_gives_same_loss(prepared, tmp_path):
+    def run(max_steps, ckpt_path=None):
+        torch.manual_seed(0)
+        module = make_module(1, ema_decay=0.9)
+        dm = FLAPDataModule(prepared, batch_size=2, seed=1)
+        rec = _Losses()
+        tr = trainer(max_steps=max_steps, limit_train_batches=2, callbacks=[rec])
+        tr.fit(module, dm, ckpt_path=ckpt_path)
+        return tr, rec.losses
+
+    _, full = run(3)
+    tr, first = run(2)
+    tr.save_checkpoint(tmp_path / "k2.ckpt")
+    _, resumed = run(3, ckpt_path=tmp_path / "k2.ckpt")
+    assert list(first) == [1, 2] and list(resumed) == [3]
+    assert first[2] == full[2]
+    assert resumed[3] == pytest.approx(full[3], rel=1e-6, abs=1e-7)
+    assert full[3] != full[2]
+
+
+def test_export_and_next_stage(prepared, tmp_path):
+    from flap.training import load_stage_output
+
+    m1 = make_module(1, export_dir=str(tmp_path / "stage1"))
+    trainer(max_steps=1).fit(m1, FLAPDataModule(prepared, batch_size=2))
+    out = tmp_path / "stage1"
+    assert (out / "denoising_net" / "config.json").is_file() and (out / "training_stage.json").is_file()
+    nets = load_stage_output(out)
+    for (n, p), q in zip(m1.denoising_net.state_dict().items(), nets.denoising_net.state_dict().values()):
+        assert torch.equal(p, q), n
+    # Condition normalisation was set from the data in stage 1 and is carried to stage 2.
+    assert nets.denoising_net.head_motion_encoder.std.abs().sum() > 0
+    assert not torch.equal(nets.denoising_net.head_motion_encoder.std, torch.ones(3))
+    m2 = make_module(2, init_from=str(out))
+    torch.testing.assert_close(m2.denoising_net.head_motion_encoder.mean, nets.denoising_net.head_motion_encoder.mean)
+    with pytest.raises(FileNotFoundError, match="reference_net"):
+        load_stage_output(tmp_path)
+    with pytest.raises(ValueError, match="stage"):
+        make_module(4)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    import lightning as L
+    from lightning.pytorch.strategies import DDPStrategy
+    from test_training import make_module
+    from flap.data.datamodule import FLAPDataModule
+    torch.set_num_threads(1)
+    module = make_module(1)
+    tr = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(process_group_backend="gloo"),
+                   max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False)
+    tr.fit(module, FLAPDataModule({root!r}, batch_size=2))
+    print("RANK", tr.global_rank, "WORLD", tr.world_size, "STEP", tr.global_step, "LOSS",
+          float(tr.callback_metrics["train/loss"]))
+""")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(prepared, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), root=str(prepared)))
+    res = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RANK")]
+    assert sorted(ln.split()[1] for ln in lines) == ["0", "1"], res.stdout
+    assert all("WORLD 2 STEP 3" in ln for ln in lines)
