@@ -1,0 +1,637 @@
+"""`FLAPPipeline`: portrait + speech (or a driving video, or coefficients) → talking-head frames.
+
+Inference data flow of DESIGN.md (paper Sec. 4, Fig. 2)::
+
+    portrait → face crop (MediaPipe) → VAE encode → ReferenceNet (once)
+    speech → Audio2Flame ─┐
+    driving video → tracker ─┼→ HeadCoeffs (T,120) → controls → DenoisingNet over overlapping
+    given HeadCoeffs ───────┘                          windows, DDIM + CFG → VAE decode → frames
+
+Long videos: the DenoisingNet runs on windows of ``window`` frames that overlap by ``overlap``
+frames; at every DDIM step the ε predictions of all windows are blended with weights that ramp
+linearly across each overlap (no seams, every frame sees the same noise trajectory), so network
+memory is that of one window whatever the length. Decoding and paste-back are streamed in chunks
+(:meth:`FLAPPipeline.iter_frames`), so a video writer can consume frames as they come.
+
+Classifier-free guidance (Sec. 4.3): the unconditional branch replaces both ``c_motion`` and
+``c_exp`` by the learned null tokens; ``ε = ε_u + s (ε_c − ε_u)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
+from flap.models.denoising_net import DenoisingNet
+from flap.models.reference_net import ReferenceFeatures, ReferenceNet
+
+__all__ = [
+    "FLAPPipeline",
+    "FLAPPipelineOutput",
+    "NoFaceError",
+    "PortraitCrop",
+    "load_portrait",
+    "crop_portrait",
+    "paste_back",
+    "temporal_windows",
+    "window_weights",
+    "fit_audio",
+    "ddim_scheduler",
+    "tiny_random_pipeline",
+]
+
+SAMPLE_RATE = 16000
+
+
+class NoFaceError(ValueError):
+    """The portrait has no face MediaPipe can find."""
+
+
+@dataclass
+class PortraitCrop:
+    """A square face crop of a portrait.
+
+    Attributes:
+        image: ``uint8 (H, W, 3)`` RGB original.
+        crop: ``uint8 (S, S, 3)`` RGB crop fed to the VAE.
+        box: ``(cx, cy, side)`` of the square in original pixels.
+    """
+
+    image: np.ndarray
+    crop: np.ndarray
+    box: tuple[float, float, float]
+
+
+@dataclass
+class FLAPPipelineOutput(BaseOutput):
+    """Result of :meth:`FLAPPipeline.__call__`.
+
+    Attributes:
+        frames: ``uint8 (T, H, W, 3)`` RGB frames (crop size, or the portrait size with paste-back).
+        coeffs: the :class:`HeadCoeffs` ``(T, 120)`` the video was generated from (after controls).
+        fps: frames per second.
+        audio: ``float32 (N,)`` mono speech at ``sample_rate`` Hz trimmed/padded to ``T / fps``
+            seconds, or ``None``.
+        sample_rate: audio rate in Hz.
+    """
+
+    frames: np.ndarray
+    coeffs: HeadCoeffs
+    fps: float
+    audio: np.ndarray | None
+    sample_rate: int = SAMPLE_RATE
+
+
+# ---------------------------------------------------------------------------------------- portrait
+def load_portrait(image: str | os.PathLike | np.ndarray | Any) -> np.ndarray:
+    """Read a portrait as ``uint8 (H, W, 3)`` RGB.
+
+    Args:
+        image: a path (any format OpenCV reads), a ``uint8 (H, W, 3)`` RGB array, or a PIL image.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: unreadable / not an image, or an array of the wrong shape or dtype.
+    """
+    import cv2
+
+    if isinstance(image, str | os.PathLike):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"portrait image {str(path)!r}: no such file")
+        data = np.fromfile(path, dtype=np.uint8)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if bgr is None:
+            raise ValueError(f"portrait image {str(path)!r}: cannot decode it as an image (expected PNG/JPEG/...)")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if hasattr(image, "convert") and not isinstance(image, np.ndarray):  # PIL
+        image = np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"portrait image: expected uint8 (H, W, 3) RGB, got {arr.dtype} {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def crop_portrait(image: np.ndarray, size: int, scale: float = 1.8, detector=None, name: str = "portrait") -> PortraitCrop:
+    """Square face crop of a portrait with :mod:`flap.data.crop` (the training crop, paper Sec. 5.1).
+
+    Args:
+        image: ``uint8 (H, W, 3)`` RGB.
+        size: crop side in pixels (the VAE's ``sample_size``).
+        scale: crop side / face-box side (as the training data).
+        detector: ``frame -> (x0, y0, w, h) | None``; default MediaPipe face detection, full
+            range model first, then the short-range one (close-ups).
+        name: how errors call the image (e.g. its path).
+
+    Raises:
+        NoFaceError: no face found.
+    """
+    from flap.data.crop import crop_frames, head_box
+
+    face = detector(image) if detector is not None else _detect_face(image)
+    if face is None:
+        raise NoFaceError(
+            f"{name}: no face found (MediaPipe face detection); expected a portrait with one visible, "
+            "roughly frontal face"
+        )
+    box = head_box(face, scale=scale)
+    crop = crop_frames(image[None], np.asarray([box]), size)[0]
+    return PortraitCrop(image=image, crop=crop, box=tuple(float(v) for v in box))
+
+
+def _detect_face(image: np.ndarray):
+    """Largest MediaPipe face box ``(x0, y0, w, h)`` with the full-range model, else the short-range one."""
+    from flap.data.crop import MediaPipeFaceDetector
+
+    for model_selection in (1, 0):
+        detector = MediaPipeFaceDetector(model_selection=model_selection)
+        try:
+            face = detector(image)
+        finally:
+            detector.close()
+        if face is not None:
+            return face
+    return None
+
+
+def paste_back(crop_frames: np.ndarray, portrait: PortraitCrop, feather: float = 0.1) -> np.ndarray:
+    """Paste generated crops into the original portrait (inverse of :func:`crop_portrait`).
+
+    Args:
+        crop_frames: ``uint8 (T, S, S, 3)`` generated crops.
+        portrait: the crop they were generated from.
+        feather: width of the soft blending border, as a fraction of the crop side.
+
+    Returns:
+        ``uint8 (T, H, W, 3)`` frames of the original size.
+    """
+    import cv2
+
+    h, w = portrait.image.shape[:2]
+    cx, cy, side = portrait.box
+    s = crop_frames.shape[1]
+    k = side / s  # original px per crop px
+    m = np.array([[k, 0, cx - side / 2], [0, k, cy - side / 2]], dtype=np.float64)
+    ramp = np.clip(np.minimum(np.arange(s) + 0.5, s - np.arange(s) - 0.5) / max(feather * s, 1e-6), 0, 1)
+    mask = np.minimum.outer(ramp, ramp).astype(np.float32)
+    alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+    base = portrait.image.astype(np.float32)
+    out = np.empty((len(crop_frames), h, w, 3), dtype=np.uint8)
+    for i, frame in enumerate(crop_frames):
+        warped = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = np.clip(alpha * warped + (1 - alpha) * base + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- windows
+def temporal_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """Half-open frame ranges ``[(start, end), ...]`` covering ``num_frames`` with overlapping windows.
+
+    Windows have ``window`` frames (fewer only when the video is shorter), consecutive windows
+    overlap by at least ``overlap`` frames, and the last one ends at ``num_frames``.
+
+    Raises:
+        ValueError: ``window < 1`` or ``overlap`` not in ``[0, window)``.
+    """
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"temporal_windows: need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
+    if num_frames <= window:
+        return [(0, num_frames)]
+    stride = window - overlap
+    n = math.ceil((num_frames - window) / stride) + 1
+    starts = [min(i * stride, num_frames - window) for i in range(n)]
+    return [(s, s + window) for s in starts]
+
+
+def window_weights(length: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
+    """``(length,)`` blending weights of one window: linear ramps over ``overlap`` frames at inner edges.
+
+    Weights are in ``(0, 1]``; the ramp of a window and its neighbour's sum to a constant across
+    an overlap, so the blend is a cross-fade.
+    """
+    w = torch.ones(length, dtype=torch.float64)
+    if overlap > 0:
+        ramp = (torch.arange(overlap, dtype=torch.float64) + 1) / (overlap + 1)
+        n = min(overlap, length)
+        if not first:
+            w[:n] = torch.minimum(w[:n], ramp[:n])
+        if not last:
+            w[length - n:] = torch.minimum(w[length - n:], ramp[:n].flip(0))
+    return w
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="win", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+class FLAPPipeline(DiffusionPipeline):
+    """FLAP inference (paper Sec. 4): portrait + FLAME coefficients → talking-head frames.
+
+    Components (``from_pretrained(local_dir)`` loads a folder written by ``save_pretrained``):
+
+    - ``vae``: :class:`diffusers.AutoencoderKL` (latent ``scaling_factor`` in its config);
+    - ``reference_net``: :class:`flap.models.ReferenceNet`, run once per video;
+    - ``denoising_net``: :class:`flap.models.DenoisingNet`;
+    - ``scheduler``: :class:`diffusers.DDIMScheduler` (the training noise schedule);
+    - ``audio2flame``: :class:`flap.audio.model.Audio2Flame` or ``None`` (then give ``coeffs``
+      or a ``driving_video``).
+
+    Example::
+
+        pipe = FLAPPipeline.from_pretrained("checkpoints/flap_tiny_demo")
+        out = pipe("portrait.png", audio="speech.wav", controls={"pose": "nod"}, num_inference_steps=20)
+        out.frames  # uint8 (T, 128, 128, 3)
+    """
+
+    model_cpu_offload_seq = "reference_net->denoising_net->vae"
+    _optional_components = ["audio2flame"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        reference_net: ReferenceNet,
+        denoising_net: DenoisingNet,
+        scheduler: DDIMScheduler,
+        audio2flame=None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae, reference_net=reference_net, denoising_net=denoising_net, scheduler=scheduler,
+            audio2flame=audio2flame,
+        )
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        torch_dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        **kwargs,
+    ) -> FLAPPipeline:
+        """Load a pipeline folder written by :meth:`save_pretrained` (local paths only, no download).
+
+        The folder holds ``model_index.json`` and one sub-folder per component (diffusers layout).
+        Components given as keyword arguments (e.g. ``audio2flame=...``) replace the stored ones.
+
+        Args:
+            pretrained_model_name_or_path: local folder.
+            torch_dtype: dtype of the networks (e.g. ``torch.float16``, ``"bfloat16"``); the VAE
+                and Audio2Flame stay float32 on CPU for accuracy.
+            device: where to put the networks.
+
+        Raises:
+            FileNotFoundError: the folder, its ``model_index.json`` or a component sub-folder is missing.
+        """
+        import json
+
+        from flap.audio.model import Audio2Flame
+
+        classes = {"vae": AutoencoderKL, "reference_net": ReferenceNet, "denoising_net": DenoisingNet,
+                   "scheduler": DDIMScheduler, "audio2flame": Audio2Flame}
+        root = Path(pretrained_model_name_or_path)
+        index_path = root / "model_index.json"
+        if not index_path.is_file():
+            raise FileNotFoundError(
+                f"FLAP checkpoint {str(root)!r}: expected a folder with model_index.json (a FLAPPipeline "
+                f"saved with save_pretrained), {'the folder does not exist' if not root.exists() else 'not found'}"
+            )
+        index = json.loads(index_path.read_text())
+        components = {}
+        for name, cls_obj in classes.items():
+            if name in kwargs:
+                components[name] = kwargs.pop(name)
+                continue
+            entry = index.get(name)
+            if entry is None or entry[0] is None:
+                if name in cls._optional_components:
+                    components[name] = None
+                    continue
+                raise FileNotFoundError(f"FLAP checkpoint {str(root)!r}: model_index.json has no component {name!r}")
+            sub = root / name
+            if not sub.is_dir():
+                raise FileNotFoundError(f"FLAP checkpoint {str(root)!r}: component folder {name}/ is missing")
+            components[name] = cls_obj.from_pretrained(sub)
+        if kwargs:
+            raise TypeError(f"FLAPPipeline.from_pretrained: unexpected arguments {sorted(kwargs)}")
+        pipe = cls(**components)
+        if isinstance(torch_dtype, str):
+            torch_dtype = getattr(torch, torch_dtype)
+        for name in ("reference_net", "denoising_net"):
+            getattr(pipe, name).to(device=device, dtype=torch_dtype).eval()
+        for name in ("vae", "audio2flame"):
+            if getattr(pipe, name) is not None:
+                getattr(pipe, name).to(device=device).eval()
+        return pipe
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_size(self) -> int:
+        """Side in pixels of the face crop the models work at (the VAE's ``sample_size``)."""
+        size = self.vae.config.sample_size
+        return int(size[0] if isinstance(size, list | tuple) else size)
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.denoising_net.parameters()).device
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def encode_reference(self, crop: np.ndarray) -> ReferenceFeatures:
+        """VAE-encode a ``uint8 (S, S, 3)`` crop (posterior mean × scaling factor) and run ReferenceNet once."""
+        x = torch.from_numpy(crop).permute(2, 0, 1)[None].to(self._device, self.vae.dtype) / 127.5 - 1.0
+        z = self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
+        return self.reference_net(z.to(self.reference_net.dtype))
+
+    def coefficients(
+        self,
+        audio: np.ndarray | None = None,
+        coeffs: HeadCoeffs | None = None,
+        driving_video: str | os.PathLike | None = None,
+        fps: float = DEFAULT_FPS,
+        num_frames: int | None = None,
+    ) -> HeadCoeffs:
+        """Coefficients for the video: given ``coeffs`` > tracked ``driving_video`` > Audio2Flame(``audio``).
+
+        The length is ``num_frames`` if given, else that of the audio (``round(len/16000 * fps)``),
+        else that of the source. Sources of another length are resampled in time (held at the end).
+
+        Raises:
+            ValueError: no source, or audio-driven mode without an ``audio2flame`` component.
+        """
+        from flap.control import fit_length, load_coeffs
+
+        if num_frames is None and audio is not None:
+            num_frames = max(1, round(len(audio) / SAMPLE_RATE * fps))
+        if coeffs is not None:
+            src = load_coeffs(coeffs, fps)
+        elif driving_video is not None:
+            src = load_coeffs(driving_video, fps)
+        elif audio is not None:
+            if self.audio2flame is None:
+                raise ValueError("FLAPPipeline: audio-driven generation needs an audio2flame component "
+                                 "(give coeffs= or driving_video= instead)")
+            src = self.audio2flame.predict(audio, sr=SAMPLE_RATE, fps=fps, num_frames=num_frames)
+        else:
+            raise ValueError("FLAPPipeline: give audio, coeffs or driving_video")
+        if num_frames is not None and (len(src) != num_frames or src.fps != fps):
+            src = fit_length(src, num_frames, fps)
+        return src
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        reference: ReferenceFeatures,
+        coeffs: HeadCoeffs,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        window: int = 16,
+        overlap: int = 4,
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """DDIM sampling of the whole video latent ``(1, C, T, h, w)`` over overlapping windows.
+
+        Args:
+            reference: ReferenceNet output (batch 1), reused for every window and step.
+            coeffs: ``(T, 120)`` condition.
+            num_inference_steps: DDIM steps.
+            guidance_scale: classifier-free guidance scale ``s`` (1 = no guidance, one pass per window).
+            window, overlap: temporal window length and overlap in frames (see :func:`temporal_windows`).
+            generator: random generator of the initial noise (drawn on the CPU: same result on any device).
+            progress: show a tqdm bar (windows × steps, with ETA).
+            callback: ``callback(step, num_steps)`` after every step.
+
+        Returns:
+            Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
+        """
+        net = self.denoising_net
+        device, dtype = self._device, net.dtype
+        t_frames = coeffs.num_frames
+        max_len = int(net.config.motion_max_seq_length)
+        if window > max_len:
+            raise ValueError(f"FLAPPipeline: window={window} exceeds the temporal layers' maximum {max_len} frames")
+        h = w = self.image_size // self.vae_scale_factor
+        shape = (1, net.config.in_channels, t_frames, h, w)
+        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = latents * self.scheduler.init_noise_sigma
+        cond = coeffs.data.to(device=device, dtype=torch.float32)
+        windows = temporal_windows(t_frames, window, overlap)
+        weights = [window_weights(e - s, overlap, i == 0, i == len(windows) - 1).to(device)
+                   for i, (s, e) in enumerate(windows)]
+        cfg = guidance_scale != 1.0
+        bar = _progress(len(windows) * len(self.scheduler.timesteps), progress, "FLAP denoising")
+        try:
+            for step, t in enumerate(self.scheduler.timesteps):
+                eps_sum = torch.zeros_like(latents, dtype=torch.float64)
+                w_sum = torch.zeros(t_frames, dtype=torch.float64, device=device)
+                for (s, e), wgt in zip(windows, weights):
+                    eps = self._predict_window(latents[:, :, s:e], t, reference, cond[s:e], guidance_scale, cfg)
+                    eps_sum[:, :, s:e] += eps.double() * wgt.view(1, 1, -1, 1, 1)
+                    w_sum[s:e] += wgt
+                    bar.update(1)
+                eps = (eps_sum / w_sum.view(1, 1, -1, 1, 1)).to(latents.dtype)
+                latents = self.scheduler.step(eps, t, latents).prev_sample
+                if callback is not None:
+                    callback(step + 1, len(self.scheduler.timesteps))
+        finally:
+            bar.close()
+        return latents
+
+    def _predict_window(self, latents, t, reference, cond, guidance_scale, cfg) -> torch.Tensor:
+        """ε for one window ``(1, C, F, h, w)``; CFG runs conditional and null branches as one batch of 2."""
+        net = self.denoising_net
+        x = self.scheduler.scale_model_input(latents, t).to(net.dtype)
+        c_motion = cond[None, :, C_MOTION_SLICE]
+        c_exp = cond[None, :, C_EXP_SLICE]
+        if not cfg:
+            return net(x, t, reference=reference, c_motion=c_motion, c_exp=c_exp).sample.float()
+        null = torch.tensor([False, True], device=x.device)
+        out = net(
+            x.expand(2, -1, -1, -1, -1), t, reference=reference,
+            c_motion=c_motion.expand(2, -1, -1), c_exp=c_exp.expand(2, -1, -1),
+            motion_null_mask=null, expression_null_mask=null,
+        ).sample.float()
+        eps_c, eps_u = out[:1], out[1:]
+        return eps_u + guidance_scale * (eps_c - eps_u)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk: int = 16) -> Iterator[np.ndarray]:
+        """Decode ``(1, C, T, h, w)`` latents in chunks of ``chunk`` frames; yields ``uint8 (n, S, S, 3)``."""
+        t_frames = latents.shape[2]
+        for s in range(0, t_frames, chunk):
+            z = latents[0, :, s:s + chunk].permute(1, 0, 2, 3) / self.vae.config.scaling_factor
+            img = self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
+            yield ((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image px per latent px, ``2 ** (len(block_out_channels) - 1)``."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    # ------------------------------------------------------------------ main entry points
+    def prepare(
+        self,
+        image,
+        audio: str | os.PathLike | np.ndarray | None = None,
+        coeffs: HeadCoeffs | str | os.PathLike | None = None,
+        driving_video: str | os.PathLike | None = None,
+        controls: Mapping | Any | None = None,
+        fps: float = DEFAULT_FPS,
+        num_frames: int | None = None,
+        crop_scale: float = 1.8,
+    ) -> tuple[PortraitCrop, HeadCoeffs, np.ndarray | None]:
+        """Everything before the diffusion: portrait crop, final coefficients, speech samples.
+
+        Cheap inputs are checked first (image, face, pose script) so bad input fails fast.
+
+        Returns:
+            ``(portrait crop, coefficients after controls, audio float32 (N,) at 16 kHz or None)``.
+            Without ``audio``, a driving video's own audio track is used (if it has one).
+
+        Raises:
+            FileNotFoundError, ValueError: unreadable image, no face (:class:`NoFaceError`), bad
+                audio, bad pose script or controls (messages name the file / key).
+        """
+        from flap.control import ControlConfig, apply_controls
+
+        name = str(image) if isinstance(image, str | os.PathLike) else "portrait"
+        config = controls if isinstance(controls, ControlConfig) else ControlConfig.from_mapping(controls)
+        config.pose_script()  # a bad pose script fails here, before the heavy work
+        portrait = crop_portrait(load_portrait(image), self.image_size, scale=crop_scale, name=name)
+        speech = None
+        if audio is not None:
+            from flap.audio.io import load_audio
+
+            speech = audio if isinstance(audio, np.ndarray) else load_audio(audio)
+            speech = np.asarray(speech, dtype=np.float32).reshape(-1)
+        elif driving_video is not None:
+            from flap.io import probe_video, read_audio_track
+
+            if probe_video(driving_video).has_audio:
+                speech = read_audio_track(driving_video, sample_rate=SAMPLE_RATE)
+        base = self.coefficients(speech, coeffs, driving_video, fps, num_frames)
+        final = apply_controls(base, config)
+        if speech is not None:
+            speech = fit_audio(speech, final.num_frames / final.fps)
+        return portrait, final, speech
+
+    def iter_frames(
+        self,
+        portrait: PortraitCrop,
+        coeffs: HeadCoeffs,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        window: int = 16,
+        overlap: int = 4,
+        generator: torch.Generator | None = None,
+        paste: bool = False,
+        decode_chunk: int = 16,
+        progress: bool = True,
+    ) -> Iterator[np.ndarray]:
+        """Generate and yield frames one by one (``uint8 (H, W, 3)``): diffusion, then streamed decode.
+
+        With ``paste=True`` every frame is pasted into the original portrait (see :func:`paste_back`).
+        """
+        reference = self.encode_reference(portrait.crop)
+        latents = self.denoise(reference, coeffs, num_inference_steps, guidance_scale, window, overlap,
+                               generator, progress)
+        for chunk in self.decode(latents, decode_chunk):
+            if paste:
+                chunk = paste_back(chunk, portrait)
+            yield from chunk
+
+    def __call__(
+        self,
+        image,
+        audio: str | os.PathLike | np.ndarray | None = None,
+        coeffs: HeadCoeffs | str | os.PathLike | None = None,
+        driving_video: str | os.PathLike | None = None,
+        controls: Mapping | Any | None = None,
+        fps: float = DEFAULT_FPS,
+        num_frames: int | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        window: int = 16,
+        overlap: int = 4,
+        generator: torch.Generator | None = None,
+        paste: bool = False,
+        progress: bool = True,
+    ) -> FLAPPipelineOutput:
+        """Generate a talking-head video.
+
+        Args:
+            image: portrait path, ``uint8 (H, W, 3)`` RGB array or PIL image (one visible face).
+            audio: speech path or ``float32 (N,)`` 16 kHz mono; drives Audio2Flame unless
+                ``coeffs`` / ``driving_video`` is given, and fixes the length ``T = round(s * fps)``.
+            coeffs: a :class:`HeadCoeffs` (or ``.npz`` / ``.safetensors`` path) to use directly.
+            driving_video: a talking-head video tracked into coefficients (video-driven mode).
+            controls: :class:`flap.control.ControlConfig` or a mapping of its keys (``pose``,
+                ``expression_from``, ``blinks_per_minute``, ...), applied to the coefficients.
+            fps: output frame rate (frames/s).
+            num_frames: force the length (default: from the audio, else the source).
+            num_inference_steps: DDIM steps.
+            guidance_scale: CFG scale (1 = off).
+            window, overlap: temporal windows (frames).
+            generator: seeds the initial noise.
+            paste: paste the generated crop back into the original portrait.
+            progress: tqdm progress bar with ETA.
+
+        Returns:
+            :class:`FLAPPipelineOutput`.
+
+        Raises:
+            FileNotFoundError, ValueError: see :meth:`prepare`.
+        """
+        portrait, final, speech = self.prepare(image, audio, coeffs, driving_video, controls, fps, num_frames)
+        frames = np.stack(list(self.iter_frames(portrait, final, num_inference_steps, guidance_scale, window,
+                                                overlap, generator, paste, progress=progress)))
+        return FLAPPipelineOutput(frames=frames, coeffs=final, fps=float(fps), audio=speech)
+
+
+def fit_audio(audio: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Trim or zero-pad ``float32 (N,)`` audio to ``round(seconds * sample_rate)`` samples."""
+    n = int(round(seconds * sample_rate))
+    audio = np.asarray(audio, dtype=np.float32)[:n]
+    return np.pad(audio, (0, n - len(audio))) if len(audio) < n else audio
+
+
+def ddim_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "scaled_linear",
+                   beta_start: float = 0.00085, beta_end: float = 0.012) -> DDIMScheduler:
+    """DDIM sampler matching the training noise schedule (``FLAPLitModule`` defaults = SD 1.5's)."""
+    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                         beta_start=beta_start, beta_end=beta_end, clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+
+
+def tiny_random_pipeline(seed: int = 0, audio2flame: bool = True) -> FLAPPipeline:
+    """A randomly initialised pipeline at the tiny sizes (``conf/model/flap_tiny.yaml``, tiny VAE).
+
+    For tests and benchmarks: it runs the whole data flow fast on a CPU; its frames are noise.
+    """
+    import hydra
+    from omegaconf import OmegaConf
+
+    from flap.audio.model import Audio2Flame
+    from flap.training.vae import build_vae
+
+    torch.manual_seed(seed)
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model" / "flap_tiny.yaml"
+    nets = hydra.utils.instantiate(OmegaConf.load(conf))
+    return FLAPPipeline(build_vae(), nets.reference_net, nets.denoising_net, ddim_scheduler(),
+                        Audio2Flame() if audio2flame else None)
