@@ -6,9 +6,9 @@ Conventions
   norm is the angle in radians.
 * **Pitch / yaw / roll** in **degrees**, about the FLAME x (right), y (up) and z (towards the
   viewer) axes. The matrix is ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` (extrinsic x, then y, then z).
-  Positive pitch tilts the chin down (nod), positive yaw turns the face to the subject's left
-  (the viewer's right), positive roll tilts the head towards the subject's left shoulder... as
-  given by the right-hand rule about each axis. Yaw is the middle angle, so conversions back to
+  Positive pitch tilts the chin down (a nod), positive yaw turns the face to the subject's own left
+  (the viewer's right), positive roll tilts the head towards the subject's right shoulder (the
+  right-hand rule about each axis). Yaw is the middle angle, so conversions back to
   degrees return pitch, roll in (-180, 180] and yaw in [-90, 90].
 * **6D rotation** (Zhou et al., "On the Continuity of Rotation Representations", CVPR 2019): the
   first two **columns** of the rotation matrix, concatenated ``[R[:, 0], R[:, 1]]``; the inverse
