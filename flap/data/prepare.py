@@ -127,8 +127,8 @@ def resample_indices(num_src: int, src_fps: float, fps: float) -> np.ndarray:
 def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
     """Turn a tracker setting into a callable ``(frames, fps) -> HeadCoeffs`` and a description.
 
-    ``"auto"`` uses :func:`flap.tracking.track_frames` when the tracker package provides it and no
-    tracker otherwise; ``"none"``/``None`` disables tracking; ``"pkg.module:function"`` imports it.
+    ``"auto"`` uses :func:`track_crops` (FLAP's FLAME tracker) when :mod:`flap.tracking` is
+    importable and no tracker otherwise; ``"none"``/``None`` disables tracking; ``"pkg.module:function"`` imports it.
 
     Raises:
         ValueError: malformed spec or the named function does not exist.
@@ -139,10 +139,10 @@ def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
         return spec, getattr(spec, "__name__", repr(spec))
     if spec == "auto":
         try:
-            from flap.tracking import track_frames  # noqa: PLC0415
+            import flap.tracking  # noqa: F401
         except ImportError:
-            return None, "none (flap.tracking.track_frames not available)"
-        return track_frames, "flap.tracking.track_frames"
+            return None, "none (flap.tracking not available)"
+        return track_crops, "flap.tracking.FlameTracker"
     if ":" not in spec:
         raise ValueError(f"prepare: tracker must be 'auto', 'none' or 'module:function', got {spec!r}")
     mod, fn = spec.split(":", 1)
@@ -152,8 +152,29 @@ def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
         raise ValueError(f"prepare: cannot import tracker {spec!r}: {exc}") from exc
 
 
-# Per-process caches so a worker builds MediaPipe / Grounding DINO once, not once per clip.
+# Per-process caches so a worker builds MediaPipe / Grounding DINO / FLAME once, not once per clip.
 _CACHE: dict = {}
+
+
+def track_crops(frames: np.ndarray, fps: float) -> HeadCoeffs:
+    """FLAME coefficients of face crops with FLAP's tracker (:class:`flap.tracking.FlameTracker`).
+
+    Args:
+        frames: ``uint8 (T, S, S, 3)`` RGB crops.
+        fps: their frame rate (frames/s).
+
+    Returns:
+        :class:`HeadCoeffs` ``(T, 120)`` (frames without a face are interpolated by the tracker).
+
+    Raises:
+        flap.tracking.NoFaceError: no face in any frame.
+    """
+    from flap.tracking import FlameTracker, detect_landmarks
+
+    if "flame_tracker" not in _CACHE:
+        _CACHE["flame_tracker"] = FlameTracker()
+    track = detect_landmarks(iter(frames), fps, source="<face crops>")
+    return _CACHE["flame_tracker"].track_landmarks(track).coeffs
 
 
 def _face_detector():
