@@ -354,3 +354,20 @@ def test_config_mapping_rejects_incompatible_adapter():
     cfg = denoising_config_from_unet2d(TINY["unet"], TINY["motion"], TINY["condition"])
     assert cfg["down_block_types"] == ["CrossAttnDownBlockMotion", "CrossAttnDownBlockMotion", "DownBlockMotion"]
     assert cfg["num_attention_heads"] == 2 and cfg["condition_dim"] == 32
+
+
+def test_sd15_yaml_matches_sd15_constants():
+    from flap.models import SD15_UNET_CONFIG
+
+    sd15 = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / "flap_sd15.yaml"), resolve=True)
+    for key, value in sd15["unet"].items():
+        assert SD15_UNET_CONFIG[key] == value, key
+    assert sd15["_target_"] == TINY["_target_"] == "flap.models.build_flap_unets"
+    cfg = denoising_config_from_unet2d(sd15["unet"], sd15["motion"], sd15["condition"])
+    assert cfg["block_out_channels"] == [320, 640, 1280, 1280] and cfg["num_attention_heads"] == 8
+
+
+def test_tiny_config_is_a_few_million_parameters():
+    nets = build_flap_unets(TINY["unet"], TINY["motion"], TINY["condition"])
+    n = sum(p.numel() for p in nets.denoising_net.parameters()) + sum(p.numel() for p in nets.reference_net.parameters())
+    assert 1e6 < n < 1e7

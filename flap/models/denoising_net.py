@@ -175,6 +175,12 @@ class FLAPTransformerBlock(BasicTransformerBlock):
         if not isinstance(flap, FLAPBlockInputs):
             raise ValueError("FLAPTransformerBlock: cross_attention_kwargs['flap'] (FLAPBlockInputs) is required")
         reference = flap.reference[self.reference_name] if flap.reference is not None else None
+        if reference is not None and not isinstance(self.attn1.processor, ReferenceAttnProcessor):
+            raise ValueError(
+                f"FLAPTransformerBlock {self.reference_name}: attn1 processor "
+                f"{type(self.attn1.processor).__name__} cannot read reference tokens; call "
+                "DenoisingNet.set_reference_processors()"
+            )
 
         # 1. head-motion attention (c_motion tokens)
         hidden_states = hidden_states + self.head_motion_attn(
@@ -349,6 +355,13 @@ class DenoisingNet(UNetMotionModel):
             elif hasattr(module, "motion_modules") and isinstance(module.motion_modules, nn.ModuleList):
                 for i, motion in enumerate(module.motion_modules):
                     module.motion_modules[i] = TemporalLayer.like(motion)
+
+    def set_reference_processors(self) -> None:
+        """(Re)install :class:`ReferenceAttnProcessor` on every spatial ``attn1`` (e.g. after
+        ``set_default_attn_processor``, which would drop the reference tokens)."""
+        for module in self.modules():
+            if isinstance(module, FLAPTransformerBlock):
+                module.attn1.set_processor(ReferenceAttnProcessor())
 
     # ------------------------------------------------------------------ groups and switches
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
