@@ -56,8 +56,8 @@ def test_silence_padding_targets_rest_pose():
     valid = int(item["mask"].sum())
     assert 75 <= valid <= 125
     c = item["coeffs"][:valid].numpy()
-    # silence targets: the edge frames with the clip's rest (5th percentile) jaw
-    rest = np.percentile(clip.coeffs[:, 15], 5)
+    # silence targets: the edge frames with the clip's rest (1st percentile) jaw
+    rest = np.percentile(clip.coeffs[:, 15], 1)
     assert np.allclose(c[0, :15], clip.coeffs[0, :15]) and np.allclose(
         c[valid - 1, 18:], clip.coeffs[-1, 18:]
     )

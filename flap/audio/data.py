@@ -67,7 +67,7 @@ def find_clips(media: list[str], tracked_dir: str | Path) -> list[tuple[str, Pat
     return sorted(found)
 
 
-def rest_pose(coeffs: np.ndarray, frame: np.ndarray, quantile: float = 5.0) -> np.ndarray:
+def rest_pose(coeffs: np.ndarray, frame: np.ndarray, quantile: float = 1.0) -> np.ndarray:
     """Target for digital silence: ``frame (1, 120)`` with the jaw of the clip's rest position.
 
     The rest jaw is the jaw (3 values) of the clip frame at the ``quantile``-th percentile of jaw

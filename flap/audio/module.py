@@ -80,7 +80,7 @@ class Audio2FlameModule(L.LightningModule):
                 )
             weights[SLICES[name]] = float(w)
         self.register_buffer("group_weight", weights / weights.mean(), persistent=False)
-        self._flame = None
+        self.__dict__["_flame"] = None  # FlameModel, built on first use (not a submodule)
         self._flame_failed = False
 
     # ------------------------------------------------------------------ setup
@@ -104,9 +104,9 @@ class Audio2FlameModule(L.LightningModule):
             try:
                 from flap.flame.model import FlameModel
 
-                self._flame = FlameModel(self.hparams.flame_model_path).to(self.device).eval()
-                for p in self._flame.parameters():
-                    p.requires_grad_(False)
+                flame = FlameModel(self.hparams.flame_model_path).to(self.device).eval().requires_grad_(False)
+                # kept out of the module tree: not trained, not saved in checkpoints
+                self.__dict__["_flame"] = flame
             except Exception as exc:  # noqa: BLE001 - the mouth loss is optional
                 log.warning("Audio2FlameModule: mouth loss disabled, FlameModel unavailable: %s", exc)
                 self._flame_failed = True
