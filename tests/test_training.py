@@ -168,9 +168,10 @@ def test_resume_gives_same_loss(prepared, tmp_path):
 def test_export_and_next_stage(prepared, tmp_path):
     from flap.training import load_stage_output
 
-    m1 = make_module(1, export_dir=str(tmp_path / "stage1"))
+    m1 = make_module(1)
     trainer(max_steps=1).fit(m1, FLAPDataModule(prepared, batch_size=2))
     out = tmp_path / "stage1"
+    assert m1.export_pretrained(out) == out
     assert (out / "denoising_net" / "config.json").is_file() and (out / "training_stage.json").is_file()
     nets = load_stage_output(out)
     for (n, p), q in zip(m1.denoising_net.state_dict().items(), nets.denoising_net.state_dict().values()):
@@ -214,3 +215,25 @@ def test_ddp_two_processes_gloo(prepared, tmp_path):
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RANK")]
     assert sorted(ln.split()[1] for ln in lines) == ["0", "1"], res.stdout
     assert all("WORLD 2 STEP 3" in ln for ln in lines)
+
+
+@pytest.mark.slow
+def test_hydra_three_stages_chain(prepared, tmp_path):
+    """`python -m flap.train experiment=stage{1,2,3}_*` compose, train, export and chain (tiny, 2 steps)."""
+    from hydra import compose, initialize_config_dir
+
+    from flap.train import train
+
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    common = [f"data.root={prepared}", f"model.vae={tmp_path / 'vae'}", f"train_root={tmp_path / 'run'}",
+              "trainer.max_steps=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+              "logger=null", "callbacks=null", "data.batch_size=2"]
+    for name, extra in (("stage1_motion", []), ("stage2_expression", []), ("stage3_video", ["data.num_frames=4"])):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[f"experiment={name}", *common, *extra,
+                                              f"paths.output_dir={tmp_path / name}"])
+        result = train(cfg)
+        stage = name[5]
+        assert result["export_dir"] == str(tmp_path / "run" / f"stage{stage}")
+        info = (tmp_path / "run" / f"stage{stage}" / "training_stage.json").read_text()
+        assert f'"stage": {stage}' in info and '"global_step": 2' in info

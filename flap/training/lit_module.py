@@ -14,8 +14,9 @@ MSE (Eq. 4) on latents of a frozen VAE: ``L = E ||ε − ε_θ(z_t, t, c_motion,
 with probability ``motion_dropout`` / ``expression_dropout`` per sample (classifier-free guidance).
 All step randomness (timesteps, noise, dropout, VAE sampling) comes from a generator seeded by
 ``(seed, global_step, rank)``, so a resumed run continues exactly like an uninterrupted one.
-At the end of ``fit`` the networks are written with ``save_pretrained`` to ``export_dir``
-(``reference_net/``, ``denoising_net/``, ``training_stage.json``), which the next stage loads.
+After ``fit``, ``flap.train``'s export hook calls :meth:`FLAPLitModule.export_pretrained`, which
+writes the networks with ``save_pretrained`` (``reference_net/``, ``denoising_net/``,
+``training_stage.json``) to the run's ``export_dir``; the next stage loads that folder (``init_from``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,6 @@ class FLAPLitModule(L.LightningModule):
         unets: freshly built networks (``flap.models.build_flap_unets``), used when ``init_from`` is None.
         init_from: folder written by the previous stage (see :func:`load_stage_output`).
         vae: ``AutoencoderKL`` or a local diffusers folder; frozen.
-        export_dir: where ``save_pretrained`` writes this stage's networks at the end of fit
-            (``None``: nothing written).
         trainable_groups: override of the stage's trainable parameter groups.
         lr, weight_decay, betas: AdamW settings.
         warmup_steps: linear learning-rate warm-up, in optimizer steps.
@@ -88,7 +87,7 @@ class FLAPLitModule(L.LightningModule):
     """
 
     def __init__(self, stage: int, unets: FLAPUNets | None = None, init_from: str | None = None,
-                 vae: AutoencoderKL | str | None = None, export_dir: str | None = None,
+                 vae: AutoencoderKL | str | None = None,
                  trainable_groups: list[str] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0,
                  motion_dropout: float = 0.05, expression_dropout: float = 0.05,
@@ -99,7 +98,6 @@ class FLAPLitModule(L.LightningModule):
         if stage not in STAGE_TRAINABLE_GROUPS:
             raise ValueError(f"FLAPLitModule: stage must be one of {sorted(STAGE_TRAINABLE_GROUPS)}, got {stage!r}")
         init_from = None if init_from is None else str(init_from)  # plain types in checkpoints
-        export_dir = None if export_dir is None else str(export_dir)
         if init_from is not None:
             unets = load_stage_output(init_from)
         if unets is None:
@@ -248,11 +246,14 @@ class FLAPLitModule(L.LightningModule):
         self._ema_state = checkpoint.get("ema")
         self._need_stats = False
 
-    def export(self, folder: str | os.PathLike) -> Path:
+    def export_pretrained(self, folder: str | os.PathLike) -> Path | None:
         """Write ``reference_net/`` and ``denoising_net/`` (``save_pretrained``, EMA weights if on).
 
         The folder is written under a temporary name and renamed, so it is complete or absent.
+        Under DDP only global rank 0 writes (other ranks return ``None``).
         """
+        if self._trainer is not None and not self.trainer.is_global_zero:
+            return None
         folder = Path(folder)
         tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -273,8 +274,3 @@ class FLAPLitModule(L.LightningModule):
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         return folder
-
-    def on_train_end(self) -> None:
-        """Write this stage's output to ``export_dir`` (rank 0 only)."""
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            self.export(self.hparams.export_dir)
