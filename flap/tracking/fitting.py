@@ -9,14 +9,21 @@ weights do not depend on resolution)::
 
     E = Σ_t Σ_k w_k |100 (Π(L_k) - l_k) / d_t|²          landmark reprojection (51 static + 17 contour)
       + w_β |β|² + w_ψ Σ_t |ψ_t|² + w_jaw Σ_t |jaw_t,yz|²     priors (β, ψ in units of their std)
-      + w_smooth Σ_t |x_t - x_{t-1}|²                  temporal smoothness of pose/jaw/ψ/camera
+      + w_smooth Σ_t |z_t - z_{t-1}|² + w_smooth_ψ Σ_t |ψ_t - ψ_{t-1}|²     temporal smoothness
 
-Procedure (all tensors batched over frames):
+where ``z_t`` = (rotation rad, log camera scale, translation in face sizes, jaw rad).
 
-1. closed-form affine-camera initialisation of rotation and camera for every frame;
-2. β (and the per-frame parameters of a few key frames spread over the clip) by Adam;
-3. chunks of consecutive frames, β fixed, each chunk initialised from its affine init and from the
-   previous chunk's last frame (expression, jaw), optimised jointly with Adam;
+Procedure (all tensors batched over frames, float64):
+
+1. closed-form affine-camera initialisation of rotation and camera for every frame
+   (:func:`flap.tracking.camera.affine_camera_init`);
+2. β from a few key frames spread over the clip: alternate per-frame Levenberg-Marquardt (pose, jaw,
+   camera, ψ) with a closed-form joint solve of β and every ψ_t (landmarks are linear in both for
+   a fixed pose; Schur complement over the per-frame blocks);
+3. chunks of consecutive frames, β fixed, each initialised from its affine pose and the previous
+   chunk's last jaw/ψ, by batched Levenberg-Marquardt: rotation and jaw derivatives by forward
+   differences, camera and ψ derivatives exact; the smoothness term couples a frame to its
+   neighbours' current values (Jacobi), so each step is a batch of small ``(9 + n_ψ)²`` solves;
 4. eyelids and gaze are read from the landmarks (:mod:`flap.tracking.eyes`) and held fixed during
    the fit; frames without a face are filled by linear interpolation of the coefficients.
 
@@ -25,6 +32,7 @@ The fit runs on :class:`flap.tracking.landmark_model.FlameLandmarks` (landmark v
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,14 +56,17 @@ class FitConfig:
         n_shape: identity components β estimated (≤ the model's ``n_shape``).
         n_exp: expression components ψ estimated (the rest of the 100 stay 0).
         chunk_size: consecutive frames fitted jointly.
-        iters: Levenberg-Marquardt iterations per chunk (and per round of the β stage).
+        iters: Levenberg-Marquardt iterations per chunk.
         shape_frames: key frames (spread over the clip) used to estimate β.
-        shape_rounds: alternations (per-frame fit, closed-form β) of the β stage.
+        shape_rounds: alternations (per-frame Levenberg-Marquardt, closed-form β and ψ) of the β stage.
+        shape_iters: Levenberg-Marquardt iterations per round of the β stage.
         w_contour: weight of the 17 contour points relative to the 51 static ones.
         w_shape, w_exp: ridge priors on β and ψ (per frame), in units of their std.
         w_jaw: prior on the jaw's non-opening axes (y, z) and on negative opening.
         w_smooth: temporal smoothness of pose (rotation rad, log-scale, translation in face sizes, jaw).
         w_smooth_exp: temporal smoothness of ψ.
+        threads: torch CPU threads during the fit (restored afterwards); the fit is a batch of small
+            problems that runs fastest on one thread. ``None`` keeps the current setting.
         point_weights: optional ``(68,)`` per-landmark weights overriding the defaults.
     """
 
@@ -64,13 +75,15 @@ class FitConfig:
     chunk_size: int = 32
     iters: int = 8
     shape_frames: int = 16
-    shape_rounds: int = 3
+    shape_rounds: int = 8
+    shape_iters: int = 5
     w_contour: float = 0.3
     w_shape: float = 1e-2
-    w_exp: float = 1e-2
+    w_exp: float = 0.1
     w_jaw: float = 1e-1
     w_smooth: float = 10.0
     w_smooth_exp: float = 0.1
+    threads: int | None = 1
     point_weights: list | None = field(default=None)
 
 
@@ -295,22 +308,48 @@ def _levenberg_marquardt(flame, x, shape, chunk, cfg, iters, smooth, prev=None):
 
 
 @torch.no_grad()
-def _solve_shape(flame, x, chunk, cfg, n_shape):
-    """Closed-form β shared by the frames of ``chunk`` (ridge prior ``w_shape · B``).
+def _solve_shape_expression(flame, x, chunk, cfg, n_shape):
+    """Closed-form β (shared) and ψ_t (per frame) for fixed poses: ridge least squares with a Schur complement.
 
-    Landmarks are linear in β for a fixed pose and ψ, so unit differences give the exact Jacobian.
+    For a fixed pose the landmarks are jointly linear in β and ψ (blend shapes are added before
+    skinning, and β moves the joints linearly), so unit differences give exact Jacobians.
+
+    Returns:
+        ``(β (n_shape,), x with ψ replaced)``.
     """
-    b = len(x)
+    b, p = x.shape
     k = n_shape
+    x0 = x.clone()
+    x0[:, EXP0:] = 0.0
     coeffs = torch.cat([x.new_zeros(1, k), torch.eye(k, dtype=x.dtype)]).repeat(b, 1)
-    xs = x.repeat_interleave(k + 1, dim=0)
-    lmk = _landmarks(flame, xs, coeffs, _Rep(chunk, k + 1)).reshape(b, k + 1, 68, 3)
-    proj = project(lmk, chunk.camera(x)[:, None])  # (B, k+1, 68, 2)
+    lmk = _landmarks(flame, x0.repeat_interleave(k + 1, dim=0), coeffs, _Rep(chunk, k + 1)).reshape(
+        b, k + 1, 68, 3
+    )
+    cam = chunk.camera(x)
+    proj = project(lmk, cam[:, None])  # (B, k+1, 68, 2)
     sw = chunk.sqrt_w[:, None, :, None]
-    r0 = ((proj[:, 0] - chunk.target) * sw[:, 0]).reshape(b, -1)
-    g = ((proj[:, 1:] - proj[:, :1]) * sw).reshape(b, k, -1)  # (B, k, 136)
-    a = torch.einsum("bir,bjr->ij", g, g) + cfg.w_shape * b * torch.eye(k, dtype=x.dtype)
-    return torch.linalg.solve(a, -torch.einsum("bir,br->i", g, r0))
+    r0 = ((proj[:, 0] - chunk.target) * sw[:, 0]).reshape(b, -1)  # (B, 136)
+    gb = ((proj[:, 1:] - proj[:, :1]) * sw).reshape(b, k, -1).transpose(1, 2)  # (B, 136, k)
+    d_lmk = flame.expression_jacobian(x[:, ROT], x[:, JAW], chunk.eyes)[..., : p - EXP0]
+    ge = (
+        cam[:, None, None, :1]
+        * torch.stack([d_lmk[:, :, 0], -d_lmk[:, :, 1]], 2)
+        * chunk.sqrt_w[..., None, None]
+    )
+    ge = ge.reshape(b, 136, -1)  # (B, 136, n)
+    n = ge.shape[-1]
+    a_ee = ge.transpose(1, 2) @ ge + cfg.w_exp * torch.eye(n, dtype=x.dtype)
+    a_eb = ge.transpose(1, 2) @ gb  # (B, n, k)
+    b_e = -(ge.transpose(1, 2) @ r0[..., None])  # (B, n, 1)
+    inv_eb = torch.linalg.solve(a_ee, torch.cat([a_eb, b_e], dim=2))  # (B, n, k+1)
+    a_bb = (gb.transpose(1, 2) @ gb).sum(0) + cfg.w_shape * b * torch.eye(k, dtype=x.dtype)
+    b_b = -(gb.transpose(1, 2) @ r0[..., None]).sum(0)  # (k, 1)
+    schur = a_bb - (a_eb.transpose(1, 2) @ inv_eb[..., :k]).sum(0)
+    rhs = b_b - (a_eb.transpose(1, 2) @ inv_eb[..., k:]).sum(0)
+    shape = torch.linalg.solve(schur, rhs)[:, 0]
+    x = x.clone()
+    x[:, EXP0:] = inv_eb[..., k] - inv_eb[..., :k] @ shape
+    return shape, x
 
 
 def _face_size(lmk: np.ndarray) -> np.ndarray:
@@ -333,6 +372,17 @@ def _initial_pose(flame: FlameLandmarks, shape: torch.Tensor, lmk: np.ndarray):
     cams[:, 2] += cams[:, 0] * shift[:, 1]
     rot_aa = matrix_to_axis_angle(torch.from_numpy(rots))
     return rot_aa, torch.from_numpy(cams)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def fit_landmarks(
@@ -362,6 +412,11 @@ def fit_landmarks(
         ValueError: wrong shapes or no valid frame.
     """
     cfg = cfg or FitConfig()
+    with _torch_threads(cfg.threads), torch.no_grad():
+        return _fit(model, lmk68, valid, cfg, eyes_aa, eyelids, flame)
+
+
+def _fit(model, lmk68, valid, cfg, eyes_aa, eyelids, flame) -> FitResult:
     lmk68 = np.asarray(lmk68, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool) & np.isfinite(lmk68).all(axis=(1, 2))
     if lmk68.ndim != 3 or lmk68.shape[1:] != (68, 2):
@@ -403,8 +458,8 @@ def fit_landmarks(
     rot0, cam0 = _initial_pose(flame, shape, lmk[key])
     chunk, x = start(key, rot0, cam0, 0.0, 0.0)
     for _ in range(cfg.shape_rounds):
-        x = _levenberg_marquardt(flame, x, shape, chunk, cfg, cfg.iters, smooth=False)
-        shape = _solve_shape(flame, x, chunk, cfg, n_shape)
+        x = _levenberg_marquardt(flame, x, shape, chunk, cfg, cfg.shape_iters, smooth=False)
+        shape, x = _solve_shape_expression(flame, x, chunk, cfg, n_shape)
 
     # -- stage 2: chunks of consecutive (valid) frames, β fixed, warm-started from the previous chunk
     rot0, cam0 = _initial_pose(flame, shape, lmk)
