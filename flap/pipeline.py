@@ -420,7 +420,7 @@ class FLAPPipeline(DiffusionPipeline):
             Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
         """
         net = self.denoising_net
-        device, dtype = self._device, net.dtype
+        device = self._device
         t_frames = coeffs.num_frames
         max_len = int(net.config.motion_max_seq_length)
         if window > max_len:
@@ -619,10 +619,11 @@ def ddim_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "scaled
                          set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
 
 
-def tiny_random_pipeline(seed: int = 0, audio2flame: bool = True) -> FLAPPipeline:
+def tiny_random_pipeline(seed: int = 0, audio2flame: bool = True, image_size: int = 128) -> FLAPPipeline:
     """A randomly initialised pipeline at the tiny sizes (``conf/model/flap_tiny.yaml``, tiny VAE).
 
     For tests and benchmarks: it runs the whole data flow fast on a CPU; its frames are noise.
+    ``image_size`` is the face-crop side in pixels (latent side = ``image_size / 8``).
     """
     import hydra
     from omegaconf import OmegaConf
@@ -633,5 +634,5 @@ def tiny_random_pipeline(seed: int = 0, audio2flame: bool = True) -> FLAPPipelin
     torch.manual_seed(seed)
     conf = Path(__file__).resolve().parents[1] / "conf" / "model" / "flap_tiny.yaml"
     nets = hydra.utils.instantiate(OmegaConf.load(conf))
-    return FLAPPipeline(build_vae(), nets.reference_net, nets.denoising_net, ddim_scheduler(),
+    return FLAPPipeline(build_vae({"sample_size": image_size}), nets.reference_net, nets.denoising_net, ddim_scheduler(),
                         Audio2Flame() if audio2flame else None)
