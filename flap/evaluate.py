@@ -48,7 +48,7 @@ def run(cfg: DictConfig | dict) -> dict:
     inputs = [*videos, cfg.get("request"), cfg.get("reference"), cfg.get("audio")]
     options = OmegaConf.to_container(cfg, resolve=True)
     models = MetricModels(options.get("metrics") or {}, resolve_device(options.get("device")))
-    tracker = resolve_tracker(options["tracker"]["target"])
+    tracker = resolve_tracker(options["tracker"]["target"], **(options["tracker"].get("kwargs") or {}))
 
     def write_one(res, per_frame):
         write_json(out / f"{res['name']}.json", res, inputs=inputs)

@@ -9,6 +9,7 @@ A learned metric without weights is reported under ``skipped`` with the config k
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Mapping
@@ -130,21 +131,27 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def resolve_tracker(spec) -> Callable:
+def resolve_tracker(spec, **kwargs) -> Callable:
     """A tracker callable ``f(video_path) -> result`` from a callable or a dotted ``"module.function"`` name.
+
+    Args:
+        spec: a callable, or ``"package.module.function"`` (default config: ``flap.tracking.track_video``).
+        kwargs: bound as keyword arguments of every call (e.g. ``model=`` a FLAME file).
 
     Raises:
         ImportError: the module or function does not exist (message names ``spec``).
     """
     if callable(spec):
-        return spec
-    module, _, name = str(spec).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ImportError(
-            f"evaluate: tracker `{spec}` not found ({exc}); set tracker.target to a function"
-        ) from exc
+        fn = spec
+    else:
+        module, _, name = str(spec).rpartition(".")
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ImportError(
+                f"evaluate: tracker `{spec}` not found ({exc}); set tracker.target to a function"
+            ) from exc
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 # --------------------------------------------------------------------------- learned metrics
