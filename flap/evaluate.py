@@ -20,7 +20,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from flap.eval.report import plot_following, write_json, write_tables
-from flap.eval.runner import MetricModels, evaluate_set, list_videos, resolve_device, resolve_tracker
+from flap.eval.runner import (
+    MetricModels,
+    TrackingFailed,
+    evaluate_set,
+    list_videos,
+    resolve_device,
+    resolve_tracker,
+)
 
 __all__ = ["run", "main"]
 
@@ -52,6 +59,8 @@ def run(cfg: DictConfig | dict) -> dict:
 
     def write_one(res, per_frame):
         write_json(out / f"{res['name']}.json", res, inputs=inputs)
+        if per_frame is None:  # tracking failed: no curves to plot
+            return
         plot_following(
             out / f"{res['name']}_pose.png",
             per_frame,
@@ -82,6 +91,10 @@ def run(cfg: DictConfig | dict) -> dict:
     if cfg.get("print_table", True):
         print(txt.read_text(encoding="utf-8"))
         print(f"evaluation written to {out}")
+    if result["set"]["num_failed"] == len(videos):
+        raise TrackingFailed(
+            f"evaluate: no face could be tracked in any of the {len(videos)} video(s); reports written to {out}"
+        )
     return result
 
 

@@ -168,3 +168,34 @@ def test_learned_metrics_run_with_local_weights(clip, tmp_path, shared_data):
     assert np.isfinite(res["hyperiqa"]["hyperiqa"]) and res["hyperiqa"]["frames_scored"] == 1
     assert -1 <= res["identity"]["identity_cos_min"] <= res["identity"]["identity_cos_mean"] <= 1
     assert "SyncNet SYNC-C" in (tmp_path / "eval" / "table.md").read_text()
+
+
+def picky_tracker(path):
+    """Finds no face in videos whose name contains 'noface' (like flap.tracking's NoFaceError)."""
+    if "noface" in str(path):
+        raise ValueError(f"{path}: no face found in any of its frames")
+    return fake_tracker(path)
+
+
+def test_video_without_face_is_reported_not_fatal(clip, tmp_path):
+    import shutil
+
+    shutil.copy(clip, tmp_path / "noface.mp4")
+    shutil.copy(tmp_path / "gen.mp4.coeffs.npz", tmp_path / "noface.mp4.coeffs.npz")
+    cfg = _cfg(tmp_path, tmp_path / "eval", tracker={"target": f"{__name__}.picky_tracker"})
+    result = run(cfg)
+    by_name = {r["name"]: r for r in result["videos"]}
+    assert "no face found" in by_name["noface"]["error"] and by_name["noface"]["face_detected_ratio"] == 0
+    assert by_name["gen"]["pose"]["mae_deg_roll"] == pytest.approx(2.0, abs=1e-3)
+    assert result["set"]["num_failed"] == 1
+    assert (tmp_path / "eval" / "noface.json").is_file() and not (
+        tmp_path / "eval" / "noface_pose.png"
+    ).exists()
+    assert "ERROR" in (tmp_path / "eval" / "table.md").read_text()
+    from flap.eval.runner import TrackingFailed
+
+    with pytest.raises(TrackingFailed, match="no face could be tracked"):
+        run(
+            _cfg(tmp_path / "noface.mp4", tmp_path / "eval2", tracker={"target": f"{__name__}.picky_tracker"})
+        )
+    assert (tmp_path / "eval2" / "table.md").is_file()  # the report says why

@@ -20,6 +20,8 @@ __all__ = ["to_jsonable", "write_json", "format_table", "write_tables", "plot_fo
 
 #: (key in the metrics dict, label, unit) in display order; absent keys are left out.
 TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("error", "ERROR", ""),
+    ("face_detected_ratio", "frames with a face found", "ratio"),
     ("pose.pose_error_deg", "pose error (geodesic, mean)", "deg"),
     ("pose.mae_deg", "pose MAE (mean of axes)", "deg"),
     ("pose.mae_deg_pitch", "pose MAE pitch", "deg"),

@@ -25,6 +25,7 @@ from flap.eval.weights import MetricSkipped
 from flap.flame.coeffs import HeadCoeffs
 
 __all__ = [
+    "TrackingFailed",
     "VIDEO_SUFFIXES",
     "list_videos",
     "find_request",
@@ -35,6 +36,11 @@ __all__ = [
     "evaluate_video",
     "evaluate_set",
 ]
+
+
+class TrackingFailed(ValueError):
+    """The tracker found no usable face in a generated video (the message names the file)."""
+
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v")
 _COEFF_SUFFIXES = (".npz", ".safetensors")
@@ -267,7 +273,10 @@ def evaluate_video(
     cfg = cfg or {}
     video = Path(video)
     frames, fps = read_video(video)
-    trk: TrackedVideo = track_for_eval(video, tracker)
+    try:
+        trk: TrackedVideo = track_for_eval(video, tracker)
+    except ValueError as exc:  # NoFaceError and other "no usable face" errors of the tracker
+        raise TrackingFailed(f"{video}: tracking failed: {exc}") from exc
     req, kind, source = load_request(request, video, len(frames), fps)
     res: dict = {
         "name": video.stem,
@@ -276,6 +285,7 @@ def evaluate_video(
         "request_kind": kind,
         "fps": fps,
         "frames": len(frames),
+        "face_detected_ratio": float(trk.valid.mean()),
     }
     per_frame: dict = {}
 
@@ -398,14 +408,26 @@ def evaluate_set(
     models = models or MetricModels({}, torch.device("cpu"))
     results, all_frames = [], []
     for v in videos:
-        res, per_frame, frames = evaluate_video(
-            v, request, tracker=tracker, audio=audio, reference=reference, models=models, cfg=cfg
-        )
+        try:
+            res, per_frame, frames = evaluate_video(
+                v, request, tracker=tracker, audio=audio, reference=reference, models=models, cfg=cfg
+            )
+        except TrackingFailed as exc:
+            res, per_frame, frames = (
+                {"name": Path(v).stem, "video": str(v), "error": str(exc), "face_detected_ratio": 0.0},
+                None,
+                None,
+            )
         results.append(res)
-        all_frames.append(frames)
+        if frames is not None:
+            all_frames.append(frames)
         if on_video is not None:
             on_video(res, per_frame)
-    summary: dict = {"name": "set", "num_videos": len(results)}
+    summary: dict = {
+        "name": "set",
+        "num_videos": len(results),
+        "num_failed": sum("error" in r for r in results),
+    }
     for key in (
         "pose_error_deg",
         "mae_deg",
@@ -416,7 +438,7 @@ def evaluate_set(
         "corr_yaw",
         "corr_roll",
     ):
-        vals = [r["pose"][key] for r in results if np.isfinite(r["pose"].get(key, np.nan))]
+        vals = [r["pose"][key] for r in results if "pose" in r and np.isfinite(r["pose"].get(key, np.nan))]
         summary.setdefault("pose", {})[key] = float(np.mean(vals)) if vals else float("nan")
     for group, key in (
         ("jaw", "jaw_corr"),
