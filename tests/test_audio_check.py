@@ -27,8 +27,18 @@ def test_cli(tmp_path, capsys):
         sf.write(tmp_path / f"{name}.wav", audio, 16000)
         coeffs.save(tmp_path / f"{name}.npz")
     Audio2Flame(hidden_dim=16).save_pretrained(tmp_path / "model")
-    result = main(["--model", str(tmp_path / "model"), "--tracked", str(tmp_path), "--media", str(tmp_path / "*.wav"),
-                   "--held-out", "synth_2"])
+    result = main(
+        [
+            "--model",
+            str(tmp_path / "model"),
+            "--tracked",
+            str(tmp_path),
+            "--media",
+            str(tmp_path / "*.wav"),
+            "--held-out",
+            "synth_2",
+        ]
+    )
     assert set(result["held_out"]) == {"synth_2"}
     assert np.isnan(result["held_out"]["synth_2"]["r"])  # constant prediction: correlation undefined
     assert '"silence_jaw_mean"' in capsys.readouterr().out

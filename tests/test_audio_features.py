@@ -92,6 +92,14 @@ def test_frame_windows_zero_padded():
     assert torch.equal(w[0, 4, 2], x[0, 3])
 
 
+def test_frame_windows_custom_pad():
+    x = torch.ones(2, 4, 3)
+    w = frame_windows(x, 2, pad=torch.tensor([5.0, 6.0, 7.0]))
+    assert w.shape == (2, 4, 5, 3)
+    assert torch.equal(w[1, 0, 0], torch.tensor([5.0, 6.0, 7.0])) and torch.equal(w[1, 0, 2], torch.ones(3))
+    assert torch.equal(w[0, 3, 4], torch.tensor([5.0, 6.0, 7.0])) and torch.equal(w[0, 2, 3], torch.ones(3))
+
+
 @pytest.fixture(scope="module")
 def tiny_wav2vec2(tmp_path_factory):
     from transformers import Wav2Vec2Config, Wav2Vec2Model

@@ -17,8 +17,12 @@ def model():
     m = Audio2Flame(hidden_dim=32, dilations=(1, 2)).eval()
     torch.nn.init.normal_(m.head.weight, std=0.3)  # untrained heads are zero; make outputs vary
     rng = np.random.default_rng(0)
-    m.set_normalization(np.full(80, -40.0), np.full(80, 20.0), HeadCoeffs.neutral(1).data[0] + 0.01,
-                        rng.uniform(0.01, 0.2, 120))
+    m.set_normalization(
+        np.full(80, -40.0),
+        np.full(80, 20.0),
+        HeadCoeffs.neutral(1).data[0] + 0.01,
+        rng.uniform(0.01, 0.2, 120),
+    )
     return m
 
 
@@ -60,7 +64,28 @@ def test_receptive_field(model):
     changed = (model(bumped) - base).abs().amax(-1)[0] > 0
     rf = model.receptive_field
     assert rf == 3 + 1 + 2
-    assert changed[40 - rf:40 + rf + 1].any() and not changed[: 40 - rf].any() and not changed[40 + rf + 1:].any()
+    assert (
+        changed[40 - rf : 40 + rf + 1].any()
+        and not changed[: 40 - rf].any()
+        and not changed[40 + rf + 1 :].any()
+    )
+
+
+def test_silence_gives_constant_output(model, tmp_path):
+    # windows beyond the ends see the silence feature and the convolutions replicate their edges, so
+    # digital silence gives the same coefficients on every frame, ends included
+    m = Audio2Flame(hidden_dim=32, dilations=(1, 2)).eval()
+    m.load_state_dict(model.state_dict())
+    m.set_normalization(
+        model.feature_mean,
+        model.feature_std,
+        model.coeff_mean,
+        model.coeff_std,
+        pad_feature=torch.full((80,), -80.0),
+    )
+    out = m.predict(np.zeros(32000, np.float32)).data
+    assert torch.allclose(out, out[:1].expand_as(out), atol=1e-5)
+    assert not torch.allclose(model.predict(np.zeros(32000, np.float32)).data[0], out[0])  # pad matters
 
 
 def test_valid_eyes_and_eyelids(model):
@@ -78,7 +103,9 @@ def test_untrained_model_is_neutral():
 
 def test_save_load_round_trip(model, tmp_path):
     model.save_pretrained(tmp_path)
-    assert (tmp_path / "config.json").is_file() and (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    assert (tmp_path / "config.json").is_file() and (
+        tmp_path / "diffusion_pytorch_model.safetensors"
+    ).is_file()
     loaded = Audio2Flame.from_pretrained(tmp_path).eval()
     for name in ("feature_mean", "feature_std", "coeff_mean", "coeff_std"):
         assert torch.equal(getattr(loaded, name), getattr(model, name))

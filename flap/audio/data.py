@@ -258,10 +258,12 @@ class Audio2FlameDataModule(L.LightningDataModule):
         return extract_features(np.zeros(SAMPLE_RATE, np.float32), self.extractor, fps=self.fps)[5]
 
     def normalization_stats(self) -> dict[str, np.ndarray]:
-        """Mean/std over all training frames: ``feature_mean/std (D,)``, ``coeff_mean/std (120,)``."""
+        """Mean/std over all training frames (``feature_mean/std (D,)``, ``coeff_mean/std (120,)``) and
+        ``pad_feature (D,)``, the feature of digital silence (:meth:`silence_feature`)."""
         feats = np.concatenate([c.features for c in self.train_clips])
         coeffs = np.concatenate([c.coeffs for c in self.train_clips])
         return {
+            "pad_feature": self.silence_feature(),
             "feature_mean": feats.mean(0),
             "feature_std": feats.std(0),
             "coeff_mean": coeffs.mean(0),

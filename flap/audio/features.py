@@ -318,12 +318,19 @@ def extract_features(
     return out
 
 
-def frame_windows(x: torch.Tensor, radius: int = WINDOW_RADIUS) -> torch.Tensor:
+def frame_windows(
+    x: torch.Tensor, radius: int = WINDOW_RADIUS, pad: torch.Tensor | None = None
+) -> torch.Tensor:
     """Stack each frame with its ±``radius`` neighbours: ``(..., T, D) -> (..., T, 2*radius+1, D)``.
 
-    Frames outside the sequence are zeros (AudioDVP window, Nw = 7 for radius 3).
+    Frames outside the sequence are zeros (AudioDVP window, Nw = 7 for radius 3), or ``pad`` ``(D,)``
+    if given (e.g. the feature of zero audio, so that the ends look like zero-padded audio).
     """
     if radius == 0:
         return x.unsqueeze(-2)
-    padded = torch.nn.functional.pad(x, (0, 0, radius, radius))  # pad time axis
+    if pad is None:
+        padded = torch.nn.functional.pad(x, (0, 0, radius, radius))  # pad time axis with zeros
+    else:
+        edge = pad.to(x).expand(*x.shape[:-2], radius, x.shape[-1])
+        padded = torch.cat([edge, x, edge], dim=-2)
     return padded.unfold(-2, 2 * radius + 1, 1).transpose(-1, -2)

@@ -3,7 +3,8 @@
 Architecture (small, CPU-friendly):
 
 1. normalise features with the training statistics, give each frame its ±``window_radius``
-   neighbours (AudioDVP window, Nw = 7, zero-padded) and encode the flattened window with an MLP;
+   neighbours (AudioDVP window, Nw = 7; beyond the ends the feature of zero audio, i.e. the audio
+   is zero-padded) and encode the flattened window with an MLP;
 2. ``len(dilations)`` residual dilated temporal convolutions over the frame sequence (smooth motion
    and longer context for head pose);
 3. a linear head to the 120 normalised coefficients, de-normalised with the stored mean/std of the
@@ -34,13 +35,17 @@ __all__ = ["Audio2Flame"]
 
 
 class TemporalBlock(nn.Module):
-    """Residual block: LayerNorm → dilated Conv1d over time → GELU → 1×1 Conv1d → dropout. ``(B, T, C)``."""
+    """Residual block: LayerNorm → dilated Conv1d over time (edge-replicate padding) → GELU → 1×1 Conv1d → dropout.
+
+    ``(B, T, C) -> (B, T, C)``. Replicate padding keeps a constant input (e.g. silence) constant up to the ends.
+    """
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float):
         super().__init__()
         self.norm = nn.LayerNorm(channels)
+        pad = dilation * (kernel_size - 1) // 2
         self.conv = nn.Conv1d(
-            channels, channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2
+            channels, channels, kernel_size, dilation=dilation, padding=pad, padding_mode="replicate"
         )
         self.proj = nn.Conv1d(channels, channels, 1)
         self.drop = nn.Dropout(dropout)
@@ -66,7 +71,8 @@ class Audio2Flame(ModelMixin, ConfigMixin):
             (``{"type": "logmel", ...}`` or ``{"type": "wav2vec2", "model_path": ..., "layers": ...}``).
 
     Buffers ``feature_mean``/``feature_std`` ``(D,)`` and ``coeff_mean``/``coeff_std`` ``(120,)`` hold the
-    normalisation statistics (set by :meth:`set_normalization` before training).
+    normalisation statistics, ``pad_feature`` ``(D,)`` the feature of zero audio used beyond the ends
+    (all set by :meth:`set_normalization` before training).
     """
 
     config_name = "config.json"
@@ -92,6 +98,7 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         neutral = HeadCoeffs.neutral(1).data[0] if out_dim == COND_DIM else torch.zeros(out_dim)
         self.register_buffer("coeff_mean", neutral.clone())  # untrained: neutral head, eyes ahead
         self.register_buffer("coeff_std", torch.ones(out_dim))
+        self.register_buffer("pad_feature", torch.zeros(feature_dim))  # raw feature of zero audio
         nw = 2 * window_radius + 1
         self.frame_encoder = nn.Sequential(
             nn.Linear(nw * feature_dim, hidden_dim),
@@ -109,14 +116,20 @@ class Audio2Flame(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
     def set_normalization(
-        self, feature_mean, feature_std, coeff_mean, coeff_std, min_std: float = 1e-4
+        self, feature_mean, feature_std, coeff_mean, coeff_std, pad_feature=None, min_std: float = 1e-4
     ) -> None:
-        """Store training statistics: features ``(D,)`` and coefficients ``(120,)``; std clamped to ``min_std``."""
+        """Store training statistics: features ``(D,)`` and coefficients ``(120,)``; std clamped to ``min_std``.
+
+        ``pad_feature`` ``(D,)``: the raw feature of digital silence, used for window frames beyond
+        the ends (as if the audio were zero-padded); default ``feature_mean``.
+        """
+        pad_feature = feature_mean if pad_feature is None else pad_feature
         for name, value in (
             ("feature_mean", feature_mean),
             ("feature_std", feature_std),
             ("coeff_mean", coeff_mean),
             ("coeff_std", coeff_std),
+            ("pad_feature", pad_feature),
         ):
             buf = getattr(self, name)
             value = torch.as_tensor(
@@ -148,7 +161,8 @@ class Audio2Flame(ModelMixin, ConfigMixin):
                 f"Audio2Flame: expected features (B, T, {self.config.feature_dim}), got {tuple(features.shape)}"
             )
         x = (features.to(self.feature_mean) - self.feature_mean) / self.feature_std
-        x = frame_windows(x, self.config.window_radius).flatten(-2)  # (B, T, Nw*D)
+        pad = (self.pad_feature - self.feature_mean) / self.feature_std
+        x = frame_windows(x, self.config.window_radius, pad).flatten(-2)  # (B, T, Nw*D)
         h = self.frame_encoder(x)
         for block in self.blocks:
             h = block(h)
