@@ -47,7 +47,8 @@ class FeatureExtractor:
         self.call_kwargs = dict(call_kwargs or {})
         self.batch_size = int(batch_size)
         params = list(module.parameters()) if hasattr(module, "parameters") else []
-        self.device = params[0].device if params else torch.device("cpu")
+        # inputs follow the network's weights (a weightless network takes CPU float32 tensors)
+        self.device = params[0].device if params else torch.empty(0).device
         self.dtype = params[0].dtype if params and params[0].is_floating_point() else torch.float32
 
     def _prepare(self, frames: np.ndarray) -> torch.Tensor:

@@ -313,7 +313,7 @@ def evaluate_video(
         res["lipsync"] = {"mouth_envelope_corr": r, "best_lag_frames": lag, "max_lag_frames": max_lag}
         per_frame["lipsync"] = {"mouth": mouth, "envelope": env}
 
-    models = models or MetricModels({}, torch.device("cpu"))
+    models = models or MetricModels({}, resolve_device(None))
     mcfg = cfg.get("metrics") or {}
     boxes = landmark_boxes(trk.lmk68, trk.valid)
 
@@ -405,7 +405,7 @@ def evaluate_set(
         ``{"videos": [results], "set": {fid, fvd, skipped, mean of the main numbers}}``.
     """
     cfg = cfg or {}
-    models = models or MetricModels({}, torch.device("cpu"))
+    models = models or MetricModels({}, resolve_device(None))
     results, all_frames = [], []
     for v in videos:
         try:
