@@ -7,8 +7,9 @@ Examples::
     python -m flap.evaluate video=gen/ real=gt/ metrics.fid.weights=/models/inception-2015-12-05.pt
 
 Writes, in ``out`` (default: Hydra's run directory): ``metrics.json`` (every number), ``table.md``
-and ``table.txt`` (the main numbers, also printed), and per video ``<name>.json`` and
-``<name>_pose.png`` (requested vs tracked pitch / yaw / roll, jaw, mouth vs speech). All files are
+and ``table.txt`` (the main numbers, also printed), and per video ``<name>.json`` (its numbers plus the
+per-frame requested and tracked angles in degrees, jaw in radians, mouth opening and speech
+envelope) and ``<name>_pose.png`` (requested vs tracked pitch / yaw / roll, jaw, mouth vs speech). All files are
 written atomically. Config: ``conf/evaluate.yaml``.
 """
 
@@ -58,7 +59,7 @@ def run(cfg: DictConfig | dict) -> dict:
     tracker = resolve_tracker(options["tracker"]["target"], **(options["tracker"].get("kwargs") or {}))
 
     def write_one(res, per_frame):
-        write_json(out / f"{res['name']}.json", res, inputs=inputs)
+        write_json(out / f"{res['name']}.json", {**res, "per_frame": per_frame}, inputs=inputs)
         if per_frame is None:  # tracking failed: no curves to plot
             return
         plot_following(

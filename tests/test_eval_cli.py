@@ -88,7 +88,9 @@ def test_outputs_and_values(clip, tmp_path, capsys):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["videos"][0]["pose"]["mae_deg_roll"] == pytest.approx(2.0, abs=1e-3)
     assert saved["videos"][0]["pose"]["corr_roll"] is None  # NaN is written as null
-    assert json.loads((out / "gen.json").read_text())["name"] == "gen"
+    one = json.loads((out / "gen.json").read_text())
+    assert one["name"] == "gen"
+    np.testing.assert_allclose(np.array(one["per_frame"]["pose"]["tracked"])[:, 2], 2.0, atol=1e-4)
     png = (out / "gen_pose.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     md = (out / "table.md").read_text()
