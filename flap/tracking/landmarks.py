@@ -32,12 +32,14 @@ __all__ = [
 #: MediaPipe FaceMesh vertex index (or pair of indices, averaged) for each of the 68 iBUG points, in
 #: iBUG order. Correspondence table published by Peizhi Yan, "Mediapipe_2_Dlib_Landmarks"
 #: (https://github.com/PeizhiYan/Mediapipe_2_Dlib_Landmarks, ``mediapipe2dlib/mp2dlib.py``, 2024);
-#: single indices are repeated so that every row is a pair.
+#: single indices are repeated so that every row is a pair. One deliberate change: point 13 uses
+#: (361, 288), the mirror image of point 3's (132, 58), where the table has 361 alone, so that the
+#: map is left-right symmetric (tracking a mirrored video must give the mirrored pose).
 MP_TO_IBUG68: np.ndarray = np.array(
     [
         # 0-16 jaw contour (subject's right ear → chin → left ear)
         [127, 127], [234, 234], [93, 93], [132, 58], [58, 172], [136, 136], [150, 150], [176, 176],
-        [152, 152], [400, 400], [379, 379], [365, 365], [397, 288], [361, 361], [323, 323], [454, 454],
+        [152, 152], [400, 400], [379, 379], [365, 365], [397, 288], [361, 288], [323, 323], [454, 454],
         [356, 356],
         # 17-21 right brow, 22-26 left brow
         [70, 70], [63, 63], [105, 105], [66, 66], [107, 107],

@@ -177,6 +177,11 @@ class FlameTracker:
         fit: :class:`FitConfig` (or a dict of its fields).
         min_detection_confidence, min_tracking_confidence: MediaPipe FaceMesh thresholds.
         use_eyelids, use_gaze: estimate eyelids from eye opening / eyeball rotation from the iris.
+        symmetric: also fit the mirror image of the landmarks and average the two head poses
+            (rotation, jaw, camera; the mirrored fit's yaw, roll and jaw yaw/roll negated). This
+            test-time mirroring cancels left-right biases of the model and of the landmark map, so a
+            mirrored video gives exactly mirrored poses up to landmark-detector noise; it doubles the
+            fitting cost. β, ψ, eyes and eyelids come from the direct fit.
     """
 
     def __init__(
@@ -187,6 +192,7 @@ class FlameTracker:
         min_tracking_confidence: float = 0.5,
         use_eyelids: bool = True,
         use_gaze: bool = True,
+        symmetric: bool = True,
     ):
         self.fit = fit if isinstance(fit, FitConfig) else FitConfig(**(fit or {}))
         self.model = _load_model(model, max(self.fit.n_shape, 1), max(self.fit.n_exp, 1))
@@ -194,7 +200,7 @@ class FlameTracker:
         self.detection = dict(
             min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence
         )
-        self.use_eyelids, self.use_gaze = use_eyelids, use_gaze
+        self.use_eyelids, self.use_gaze, self.symmetric = use_eyelids, use_gaze, symmetric
 
     def track_landmarks(self, track: LandmarkTrack) -> TrackingResult:
         """Fit FLAME to a :class:`LandmarkTrack` (no video decoding)."""
@@ -214,6 +220,18 @@ class FlameTracker:
         res = fit_landmarks(
             self.model, track.lmk68, valid, self.fit, eyes_aa=eyes_aa, eyelids=eyelids, flame=self.flame
         )
+        if self.symmetric:
+            mirror = track.flipped()
+            lids_m = None if eyelids is None else eyelids[:, ::-1].copy()
+            res_m = fit_landmarks(
+                self.model, mirror.lmk68, mirror.valid, self.fit, eyelids=lids_m, flame=self.flame
+            )
+            flip = torch.tensor([1.0, -1.0, -1.0])
+            res.global_rot = 0.5 * (res.global_rot + res_m.global_rot * flip)
+            res.jaw = 0.5 * (res.jaw + res_m.jaw * flip)
+            cam_m = res_m.camera.clone()
+            cam_m[:, 1] = track.size[1] - cam_m[:, 1]
+            res.camera = 0.5 * (res.camera + cam_m)
         coeffs = HeadCoeffs.from_parts(
             track.fps,
             global_rot=res.global_rot,
