@@ -7,8 +7,10 @@ random crops of ``crop_frames`` frames; validation uses whole clips.
 
 Augmentation (log-mel only): a random gain in dB (features shifted, floored at the silence level)
 and digital-silence padding at the clip ends, whose targets repeat the clip's first/last frame with
-the jaw at the clip's rest position (:func:`rest_pose`), so the model sees true silence with a
-closed, still mouth.
+a closed jaw (:func:`rest_pose`), so the model sees true silence with a closed, still mouth. The
+closed jaw is one level for all clips, the ``rest_quantile``-th percentile of the training jaw
+opening: tracked rest levels differ between speakers and an audio-only model cannot tell the
+speaker during silence, so it is taught one firmly closed mouth.
 """
 
 from __future__ import annotations
@@ -67,16 +69,20 @@ def find_clips(media: list[str], tracked_dir: str | Path) -> list[tuple[str, Pat
     return sorted(found)
 
 
-def rest_pose(coeffs: np.ndarray, frame: np.ndarray, quantile: float = 1.0) -> np.ndarray:
-    """Target for digital silence: ``frame (1, 120)`` with the jaw of the clip's rest position.
+def rest_jaw(coeffs: np.ndarray, quantile: float = 5.0) -> np.ndarray:
+    """Closed-mouth jaw ``(3,)``: the jaw of the frame at the ``quantile``-th percentile of jaw opening.
 
-    The rest jaw is the jaw (3 values) of the clip frame at the ``quantile``-th percentile of jaw
-    opening (rotation about x), i.e. the speaker's closed mouth.
+    ``coeffs`` ``(T, 120)``, e.g. all training frames stacked. Jaw opening = rotation about x (rad).
     """
     opening = coeffs[:, SLICES["jaw"].start]
     idx = int(np.argmin(np.abs(opening - np.percentile(opening, quantile))))
+    return coeffs[idx, SLICES["jaw"]].copy()
+
+
+def rest_pose(frame: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+    """Target for digital silence: ``frame (1, 120)`` with its jaw replaced by ``jaw (3,)``."""
     out = frame.copy()
-    out[:, SLICES["jaw"]] = coeffs[idx, SLICES["jaw"]]
+    out[:, SLICES["jaw"]] = jaw
     return out
 
 
@@ -97,12 +103,14 @@ class CropDataset(Dataset):
         gain_db: float = 0.0,
         floor: float | None = None,
         seed: int = 0,
+        silence_jaw: np.ndarray | None = None,
     ):
         if not clips:
             raise ValueError("CropDataset: no training clips")
         self.clips, self.crop, self.length = clips, int(crop_frames), int(length)
         self.silence_feature, self.silence_pad = silence_feature, int(silence_pad)
         self.gain_db, self.floor, self.seed = float(gain_db), floor, seed
+        self.silence_jaw = silence_jaw
         self._epoch_rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -114,7 +122,8 @@ class CropDataset(Dataset):
             before, after = rng.integers(0, self.silence_pad + 1, size=2)
             sil = np.broadcast_to(self.silence_feature, (1, feats.shape[1]))
             feats = np.concatenate([np.repeat(sil, before, 0), feats, np.repeat(sil, after, 0)])
-            first, last = rest_pose(coeffs, coeffs[:1]), rest_pose(coeffs, coeffs[-1:])
+            jaw = rest_jaw(coeffs) if self.silence_jaw is None else self.silence_jaw
+            first, last = rest_pose(coeffs[:1], jaw), rest_pose(coeffs[-1:], jaw)
             coeffs = np.concatenate([np.repeat(first, before, 0), coeffs, np.repeat(last, after, 0)])
         return feats, coeffs
 
@@ -169,6 +178,7 @@ class Audio2FlameDataModule(L.LightningDataModule):
         batch_size: training batch size.
         samples_per_epoch: training crops per epoch.
         silence_pad: up to this many frames of digital silence added at each clip end (0 = off).
+        rest_quantile: percentile of the training jaw opening used as the closed jaw of silence targets.
         gain_db: random gain ± dB (log-mel only; 0 = off).
         synthetic: if > 0, ignore ``media``/``tracked_dir`` and use that many
             :func:`flap.audio.synthetic.synthetic_pairs` (tests, smoke runs).
@@ -192,6 +202,7 @@ class Audio2FlameDataModule(L.LightningDataModule):
         silence_pad: int = 25,
         gain_db: float = 6.0,
         synthetic: int = 0,
+        rest_quantile: float = 5.0,
         num_workers: int = 0,
         seed: int = 0,
     ):
@@ -201,7 +212,7 @@ class Audio2FlameDataModule(L.LightningDataModule):
         self.feature_config = dict(features or {"type": "logmel"})
         self.crop_frames, self.batch_size, self.samples_per_epoch = crop_frames, batch_size, samples_per_epoch
         self.silence_pad, self.gain_db, self.synthetic = silence_pad, gain_db, synthetic
-        self.num_workers, self.seed = num_workers, seed
+        self.num_workers, self.seed, self.rest_quantile = num_workers, seed, float(rest_quantile)
         self.train_clips: list[Clip] = []
         self.val_clips: list[Clip] = []
         self.extractor = None
@@ -282,6 +293,7 @@ class Audio2FlameDataModule(L.LightningDataModule):
             self.gain_db if is_logmel else 0.0,
             getattr(self.extractor, "floor_db", None),
             self.seed,
+            rest_jaw(np.concatenate([c.coeffs for c in self.train_clips]), self.rest_quantile),
         )
         return DataLoader(
             ds,
