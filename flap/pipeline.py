@@ -46,6 +46,7 @@ __all__ = [
     "temporal_windows",
     "window_weights",
     "fit_audio",
+    "track_driving_video",
     "ddim_scheduler",
     "tiny_random_pipeline",
 ]
@@ -379,7 +380,7 @@ class FLAPPipeline(DiffusionPipeline):
         if coeffs is not None:
             src = load_coeffs(coeffs, fps)
         elif driving_video is not None:
-            src = load_coeffs(driving_video, fps)
+            src = track_driving_video(driving_video, max_frames=num_frames)
         elif audio is not None:
             if self.audio2flame is None:
                 raise ValueError("FLAPPipeline: audio-driven generation needs an audio2flame component "
@@ -602,6 +603,28 @@ class FLAPPipeline(DiffusionPipeline):
         frames = np.stack(list(self.iter_frames(portrait, final, num_inference_steps, guidance_scale, window,
                                                 overlap, generator, paste, progress=progress)))
         return FLAPPipelineOutput(frames=frames, coeffs=final, fps=float(fps), audio=speech)
+
+
+def track_driving_video(path: str | os.PathLike, max_frames: int | None = None) -> HeadCoeffs:
+    """FLAME coefficients ``(T, 120)`` of a talking-head video at its own fps (:func:`flap.tracking.track_video`).
+
+    ``max_frames`` tracks only the first frames (``None`` = all).
+
+    A ``.npz`` / ``.safetensors`` file of coefficients (e.g. written by ``tools/track_flame.py``)
+    is loaded instead of tracked.
+
+    Raises:
+        FileNotFoundError: missing file. flap.io.VideoReadError: unreadable video.
+        flap.tracking.NoFaceError: no face in the video.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"driving video {str(path)!r}: no such file")
+    if path.suffix.lower() in (".npz", ".safetensors"):
+        return HeadCoeffs.load(path)
+    from flap.tracking import track_video
+
+    return track_video(path, max_frames=max_frames).coeffs
 
 
 def fit_audio(audio: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -241,10 +241,20 @@ class VAELitModule(L.LightningModule):
     diffusers folder with ``scaling_factor`` set to ``1 / std`` of the validation latents (as in
     Stable Diffusion, so the latents the UNets see have unit variance).
 
+    Decoder fine-tuning: with ``init_from`` (a trained VAE folder) and ``decoder_only=True`` the
+    encoder is frozen, so the latents (and UNets trained on them) stay valid while the decoder
+    improves; ``scaling_factor`` is then kept as loaded.
+
     Args:
-        vae: a config dict for :func:`build_vae` (``None`` = :func:`tiny_vae_config`).
+        vae: a config dict for :func:`build_vae` (``None`` = :func:`tiny_vae_config`); ignored with
+            ``init_from``.
         lr: AdamW learning rate.
         kl_weight, mse_weight: loss weights.
+        init_from: local diffusers ``AutoencoderKL`` folder to start from.
+        decoder_only: train ``post_quant_conv`` + decoder only.
+
+    Raises:
+        FileNotFoundError: ``init_from`` is not a diffusers VAE folder.
     """
 
     def __init__(
@@ -253,10 +263,20 @@ class VAELitModule(L.LightningModule):
         lr: float = 1e-3,
         kl_weight: float = 1e-6,
         mse_weight: float = 1.0,
+        init_from: str | None = None,
+        decoder_only: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.vae = build_vae(dict(vae) if vae is not None else None)
+        if init_from is not None:
+            if not (Path(init_from) / "config.json").is_file():
+                raise FileNotFoundError(f"VAELitModule: init_from={init_from} is not a diffusers AutoencoderKL folder")
+            self.vae = AutoencoderKL.from_pretrained(init_from)
+        else:
+            self.vae = build_vae(dict(vae) if vae is not None else None)
+        if decoder_only:
+            self.vae.encoder.requires_grad_(False)
+            self.vae.quant_conv.requires_grad_(False)
         self.latent_std_sum = 0.0
         self.latent_std_n = 0
 
@@ -287,14 +307,15 @@ class VAELitModule(L.LightningModule):
         self.latent_std_sum, self.latent_std_n = 0.0, 0
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.vae.parameters(), lr=self.hparams.lr, weight_decay=0.0)
+        params = [p for p in self.vae.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=0.0)
 
     def export_pretrained(self, save_dir: str | os.PathLike) -> Path:
         """Write the VAE (diffusers folder, safetensors) with its latent ``scaling_factor`` set.
 
         Called by ``python -m flap.train`` after fitting (its ``export_dir``).
         """
-        if self.latent_std_n:
+        if self.latent_std_n and not self.hparams.decoder_only:
             std = self.latent_std_sum / self.latent_std_n
             self.vae.register_to_config(scaling_factor=float(1.0 / max(std, 1e-6)))
         save_dir = Path(save_dir)
