@@ -273,11 +273,11 @@ def evaluate_video(
     cfg = cfg or {}
     video = Path(video)
     frames, fps = read_video(video)
+    req, kind, source = load_request(request, video, len(frames), fps)
     try:
         trk: TrackedVideo = track_for_eval(video, tracker)
     except ValueError as exc:  # NoFaceError and other "no usable face" errors of the tracker
         raise TrackingFailed(f"{video}: tracking failed: {exc}") from exc
-    req, kind, source = load_request(request, video, len(frames), fps)
     res: dict = {
         "name": video.stem,
         "video": str(video),
@@ -407,6 +407,8 @@ def evaluate_set(
     cfg = cfg or {}
     models = models or MetricModels({}, resolve_device(None))
     results, all_frames = [], []
+    for v in videos:  # fail fast on a missing or bad request, before any tracking
+        load_request(request, Path(v), 1, 25.0)
     for v in videos:
         try:
             res, per_frame, frames = evaluate_video(
