@@ -125,7 +125,11 @@ def test_stage_freezing(prepared, stage):
     after = _snapshot(module)
     trained = set(STAGE_TRAINABLE_GROUPS[stage])
     changed = {n for n in before if not torch.equal(before[n], after[n])}
-    frozen = [n for n in before if _group(n) not in trained]
+    from flap.training.lit_module import unreachable_reference_parameters
+
+    dead = {f"reference_net.{n}" for n in unreachable_reference_parameters(module.reference_net)}
+    assert "reference_net.conv_out.weight" in dead
+    frozen = [n for n in before if _group(n) not in trained or n in dead]
     assert frozen and not changed.intersection(frozen), sorted(changed.intersection(frozen))[:5]
     for group in trained:
         names = [n for n in before if _group(n) == group]
@@ -200,21 +204,24 @@ DDP_SCRIPT = textwrap.dedent("""
                    max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False)
     tr.fit(module, FLAPDataModule({root!r}, batch_size=2))
-    print("RANK", tr.global_rank, "WORLD", tr.world_size, "STEP", tr.global_step, "LOSS",
-          float(tr.callback_metrics["train/loss"]))
+    import json, pathlib
+    pathlib.Path({out!r}, f"rank{{tr.global_rank}}.json").write_text(json.dumps(
+        {{"world": tr.world_size, "step": tr.global_step, "loss": float(tr.callback_metrics["train/loss"])}}))
 """)
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(prepared, tmp_path):
     script = tmp_path / "ddp_run.py"
-    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), root=str(prepared)))
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), root=str(prepared), out=str(tmp_path)))
     res = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RANK")]
-    assert sorted(ln.split()[1] for ln in lines) == ["0", "1"], res.stdout
-    assert all("WORLD 2 STEP 3" in ln for ln in lines)
+    import json
+
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world"] == 2 and r["step"] == 3 for r in ranks), ranks
+    assert ranks[0]["loss"] == pytest.approx(ranks[1]["loss"])  # synchronised across the 2 processes
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE
 from flap.models import STAGE_TRAINABLE_GROUPS, DenoisingNet, FLAPUNets, ReferenceNet, set_trainable_groups
 
-__all__ = ["FLAPLitModule", "load_stage_output"]
+__all__ = ["FLAPLitModule", "load_stage_output", "unreachable_reference_parameters"]
 
 
 def load_stage_output(folder: str | os.PathLike) -> FLAPUNets:
@@ -51,6 +51,32 @@ def load_stage_output(folder: str | os.PathLike) -> FLAPUNets:
             )
     return FLAPUNets(ReferenceNet.from_pretrained(folder / "reference_net"),
                      DenoisingNet.from_pretrained(folder / "denoising_net"))
+
+
+def unreachable_reference_parameters(reference_net: ReferenceNet) -> list[str]:
+    """Names of ReferenceNet parameters that cannot affect any recorded self-attention input.
+
+    The ReferenceNet only provides the hidden states entering its self-attention layers (Sec. 4.1),
+    so the layers after the last one (its final transformer block, ``conv_norm_out``, ``conv_out``)
+    never influence the DenoisingNet. Found with one tiny autograd pass (``allow_unused``).
+    """
+    cfg = reference_net.config
+    side = 2 ** (len(cfg.block_out_channels) - 1)
+    param = next(reference_net.parameters())
+    z = torch.randn(1, cfg.in_channels, side, side, device=param.device, dtype=param.dtype)
+    named = list(reference_net.named_parameters())
+    flags = [p.requires_grad for _, p in named]
+    try:
+        for _, p in named:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            feats = reference_net(z)
+            total = sum(t.float().sum() for t in feats.tensors.values())
+            grads = torch.autograd.grad(total, [p for _, p in named], allow_unused=True)
+    finally:
+        for (_, p), flag in zip(named, flags):
+            p.requires_grad_(flag)
+    return [n for (n, _), g in zip(named, grads) if g is None]
 
 
 def _load_vae(vae: AutoencoderKL | str | os.PathLike) -> AutoencoderKL:
@@ -113,6 +139,12 @@ class FLAPLitModule(L.LightningModule):
         self.stage = int(stage)
         self.groups = tuple(trainable_groups or STAGE_TRAINABLE_GROUPS[self.stage])
         set_trainable_groups([self.reference_net, self.denoising_net], self.groups)
+        # Layers after the ReferenceNet's last self-attention get no gradient: keep them frozen (this
+        # also keeps DDP free of unused parameters, so strategy=ddp needs no find_unused_parameters).
+        dead = set(unreachable_reference_parameters(self.reference_net))
+        for name, p in self.reference_net.named_parameters():
+            if name in dead:
+                p.requires_grad_(False)
         self.denoising_net.set_temporal_enabled(self.stage == 3)
         if gradient_checkpointing:
             self.denoising_net.enable_gradient_checkpointing()
