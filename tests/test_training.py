@@ -244,3 +244,20 @@ def test_hydra_three_stages_chain(prepared, tmp_path):
         assert result["export_dir"] == str(tmp_path / "run" / f"stage{stage}")
         info = (tmp_path / "run" / f"stage{stage}" / "training_stage.json").read_text()
         assert f'"stage": {stage}' in info and '"global_step": 2' in info
+
+
+def test_gradient_checkpointing_same_gradients(prepared):
+    from torch.utils.data import default_collate
+
+    ds = ImagePairDataset(prepared)
+    batch = default_collate([ds[0], ds[100]])
+    results = []
+    for checkpointing in (False, True):
+        m = make_module(2, gradient_checkpointing=checkpointing, motion_dropout=0.0, expression_dropout=0.0)
+        m.train()
+        loss = m.loss(batch)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in m.trainable_parameters() if p.grad is not None])
+        results.append((loss.detach(), grads))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=1e-5)
