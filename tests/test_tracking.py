@@ -115,6 +115,12 @@ def test_landmark_model_matches_full_model(flame):
     kw0 = {**kw, "expression": torch.zeros(b, 50)}
     diff = fl(**{**kw0, "expression": e})[0] - fl(**kw0)[0]
     torch.testing.assert_close(jac[..., 7], diff, atol=1e-6, rtol=0)
+    # exact β Jacobian, including the joints moving with β
+    jac_b = fl.blend_jacobian("shape", kw["global_rot"], kw["jaw"], kw["eyes"])
+    e = torch.zeros(b, 100)
+    e[:, 0] = 1.0
+    diff_b = fl(**{**kw, "shape": kw["shape"] + e})[0] - fl(**kw)[0]
+    torch.testing.assert_close(jac_b[..., 0], diff_b, atol=2e-6, rtol=0)
 
 
 def test_affine_camera_init_recovers_rotation():

@@ -312,7 +312,8 @@ def _solve_shape_expression(flame, x, chunk, cfg, n_shape):
     """Closed-form β (shared) and ψ_t (per frame) for fixed poses: ridge least squares with a Schur complement.
 
     For a fixed pose the landmarks are jointly linear in β and ψ (blend shapes are added before
-    skinning, and β moves the joints linearly), so unit differences give exact Jacobians.
+    skinning, and they move the joints linearly): exact Jacobians from
+    :meth:`FlameLandmarks.blend_jacobian`.
 
     Returns:
         ``(β (n_shape,), x with ψ replaced)``.
@@ -321,15 +322,16 @@ def _solve_shape_expression(flame, x, chunk, cfg, n_shape):
     k = n_shape
     x0 = x.clone()
     x0[:, EXP0:] = 0.0
-    coeffs = torch.cat([x.new_zeros(1, k), torch.eye(k, dtype=x.dtype)]).repeat(b, 1)
-    lmk = _landmarks(flame, x0.repeat_interleave(k + 1, dim=0), coeffs, _Rep(chunk, k + 1)).reshape(
-        b, k + 1, 68, 3
-    )
     cam = chunk.camera(x)
-    proj = project(lmk, cam[:, None])  # (B, k+1, 68, 2)
-    sw = chunk.sqrt_w[:, None, :, None]
-    r0 = ((proj[:, 0] - chunk.target) * sw[:, 0]).reshape(b, -1)  # (B, 136)
-    gb = ((proj[:, 1:] - proj[:, :1]) * sw).reshape(b, k, -1).transpose(1, 2)  # (B, 136, k)
+    lmk0 = _landmarks(flame, x0, x.new_zeros(k), chunk)
+    r0 = ((project(lmk0, cam) - chunk.target) * chunk.sqrt_w[..., None]).reshape(b, -1)  # (B, 136)
+    d_shape = flame.blend_jacobian("shape", x[:, ROT], x[:, JAW], chunk.eyes)[..., :k]  # (B, 68, 3, k)
+    gb = (
+        cam[:, None, None, :1]
+        * torch.stack([d_shape[:, :, 0], -d_shape[:, :, 1]], 2)
+        * chunk.sqrt_w[..., None, None]
+    )
+    gb = gb.reshape(b, 136, k)
     d_lmk = flame.expression_jacobian(x[:, ROT], x[:, JAW], chunk.eyes)[..., : p - EXP0]
     ge = (
         cam[:, None, None, :1]

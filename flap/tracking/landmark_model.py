@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from smplx.lbs import (
-    batch_rigid_transform,
     batch_rodrigues,
     find_dynamic_lmk_idx_and_bcoords,
     lbs,
@@ -110,26 +109,55 @@ class FlameLandmarks(torch.nn.Module):
         return lmk_faces, lmk_bary
 
     @torch.no_grad()
-    def expression_jacobian(self, global_rot: torch.Tensor, jaw=None, eyes=None) -> torch.Tensor:
-        """Derivative of the posed landmarks with respect to ψ, ``(B, 68, 3, n_exp)`` metres per unit.
+    def blend_jacobian(self, name: str, global_rot: torch.Tensor, jaw=None, eyes=None) -> torch.Tensor:
+        """Derivative of the posed landmarks with respect to β or ψ: ``(B, 68, 3, n)`` metres per unit.
 
-        Landmarks are linear in ψ for a fixed pose (blend shapes act before skinning and pose
-        correctives do not depend on ψ), so this is exact: ``Σ_faces b_i (Σ_j w_ij R_j) E_i`` with
-        ``R_j`` the world rotation of joint ``j``.
+        Landmarks are linear in β and ψ for a fixed pose (blend shapes act before skinning, pose
+        correctives do not depend on them, and the joints move linearly with them), so this is
+        exact. With world rotations ``R_j`` and joint directions ``dJ_j`` (``J_regressor @ dirs``)::
+
+            dJ*_j = dJ*_parent + R_parent (dJ_j - dJ_parent)       posed joints
+            dv    = Σ_j w_vj (R_j dV_v + dJ*_j - R_j dJ_j)          skinned vertices
+
+        and the landmarks are the barycentric combinations of ``dv``.
+
+        Args:
+            name: ``"shape"`` (β, ``n = n_shape``) or ``"expression"`` (ψ, ``n = n_exp``).
+            global_rot, jaw: ``(B, 3)`` axis-angle radians; eyes: ``(B, 2, 3)`` or ``None``.
         """
+        if name == "shape":
+            cols = slice(0, self.n_shape)
+        elif name == "expression":
+            cols = slice(self.n_shape, self.n_shape + self.n_exp)
+        else:
+            raise ValueError(f"blend_jacobian: name must be 'shape' or 'expression', got {name!r}")
         batch = global_rot.shape[0]
         pose = self._pose(batch, global_rot, jaw, eyes)
-        rot_mats = batch_rodrigues(pose.reshape(-1, 3)).reshape(batch, -1, 3, 3)
-        joints = torch.zeros(batch, rot_mats.shape[1], 3, dtype=pose.dtype, device=pose.device)
-        _, transforms = batch_rigid_transform(rot_mats, joints, self.parents, dtype=pose.dtype)
+        num_j = self.J_regressor.shape[0]
+        rot = batch_rodrigues(pose.reshape(-1, 3)).reshape(batch, num_j, 3, 3)
         nv = self.num_subset
-        vert_rot = torch.einsum("vj,bjpq->bvpq", self.lbs_weights[:nv], transforms[:, :, :3, :3])
-        exp_dirs = self.shapedirs[:nv, :, self.n_shape : self.n_shape + self.n_exp]
-        d_vert = torch.einsum("bvpq,vqn->bvpn", vert_rot, exp_dirs)  # (B, V, 3, n)
-        lmk_faces, lmk_bary = self._landmark_faces(d_vert[..., 0], pose)
-        vert_ids = self.faces[lmk_faces]  # (B, 68, 3)
-        picked = d_vert[torch.arange(batch, device=pose.device)[:, None, None], vert_ids]  # (B, 68, 3, 3, n)
-        return torch.einsum("bkf,bkfpn->bkpn", lmk_bary, picked)
+        dirs = self.shapedirs[..., cols]
+        d_rest, d_joint = dirs[:nv], dirs[nv:]  # (V, 3, n), (J, 3, n)
+        world, d_posed = [], []
+        for j, parent in enumerate(self.parents.tolist()):
+            if parent < 0:
+                world.append(rot[:, j])
+                d_posed.append(d_joint[j].expand(batch, -1, -1))
+            else:
+                world.append(world[parent] @ rot[:, j])
+                d_posed.append(d_posed[parent] + world[parent] @ (d_joint[j] - d_joint[parent]))
+        world = torch.stack(world, 1)  # (B, J, 3, 3)
+        d_trans = torch.stack(d_posed, 1) - world @ d_joint  # (B, J, 3, n)
+        lmk_faces, lmk_bary = self._landmark_faces(pose.new_zeros(batch, 1, 3), pose)
+        vert_ids = self.faces[lmk_faces]  # (B, 68, 3) only the vertices the landmarks use
+        w = self.lbs_weights[vert_ids] * lmk_bary[..., None]  # (B, 68, 3, J), barycentric weights folded in
+        vert_rot = torch.einsum("bkfj,bjpq->bkfpq", w, world)
+        d_lmk = torch.einsum("bkfpq,bkfqn->bkpn", vert_rot, d_rest[vert_ids])
+        return d_lmk + torch.einsum("bkj,bjpn->bkpn", w.sum(2), d_trans)
+
+    def expression_jacobian(self, global_rot: torch.Tensor, jaw=None, eyes=None) -> torch.Tensor:
+        """``blend_jacobian("expression", ...)``: ``(B, 68, 3, n_exp)``."""
+        return self.blend_jacobian("expression", global_rot, jaw, eyes)
 
     def forward(
         self,
