@@ -49,6 +49,12 @@ def run(cfg: DictConfig) -> dict:
         "mean_error_px": float(result.error_px[result.valid].mean()),
         "model": result.model_path,
     }
+    if cfg.strip:
+        from flap.tracking.tracker import overlay_strip, save_png
+
+        strip = Path(to_absolute_path(cfg.strip))
+        save_png(strip, overlay_strip(video, result, tracker.model, num=int(cfg.strip_frames)))
+        summary["strip"] = str(strip)
     if overlay:
         summary["overlay"] = str(overlay if overlay is not True else out.with_name(out.stem + ".overlay.mp4"))
     return summary

@@ -29,7 +29,7 @@ from flap.tracking.fitting import FitConfig, fit_landmarks, interpolate_missing
 from flap.tracking.landmark_model import FlameLandmarks
 from flap.tracking.landmarks import LandmarkTrack, detect_landmarks
 
-__all__ = ["FlameTracker", "TrackingResult", "sidecar_path", "track_video"]
+__all__ = ["FlameTracker", "TrackingResult", "overlay_strip", "save_png", "sidecar_path", "track_video"]
 
 
 def sidecar_path(coeffs_path: str | os.PathLike) -> Path:
@@ -64,6 +64,22 @@ class TrackingResult:
 
     def __len__(self) -> int:
         return len(self.coeffs)
+
+    def __getitem__(self, idx) -> TrackingResult:
+        """Frame slicing (``result[10:20]``, ``result[5]``): a result over those frames (β shared)."""
+        sel = np.arange(len(self))[idx]
+        sel = np.atleast_1d(sel)
+        track = self.landmarks
+        sub = LandmarkTrack(track.lmk68[sel], track.iris[sel], track.valid[sel], track.size, track.fps)
+        return TrackingResult(
+            coeffs=self.coeffs[torch.from_numpy(sel)],
+            shape=self.shape,
+            camera=self.camera[torch.from_numpy(sel)],
+            valid=self.valid[sel],
+            error_px=self.error_px[sel],
+            landmarks=sub,
+            model_path=self.model_path,
+        )
 
     @property
     def fps(self) -> float:
@@ -158,6 +174,44 @@ class TrackingResult:
                 verts = self.vertices(model, slice(t, t + batch)).cpu().numpy()
             v_px = to_pixel_frame(verts[t % batch], self.camera[t].cpu().numpy())
             yield render_mesh(v_px, faces, image=frame, alpha=alpha)
+
+
+def overlay_strip(video, result: TrackingResult, model, num: int = 5, height: int = 192) -> np.ndarray:
+    """``num`` evenly spaced frames of ``video`` with the tracked mesh drawn over them, side by side.
+
+    Returns:
+        ``uint8 (height, num * width, 3)`` RGB (each frame resized to ``height`` pixels high).
+    """
+    from PIL import Image
+
+    picks = set(np.linspace(0, len(result) - 1, num).round().astype(int).tolist())
+    tiles = []
+    with iter_video(video, max_frames=len(result)) as stream:
+        for t, frame in enumerate(stream):
+            if t in picks:
+                drawn = next(result[t].overlay_frames([frame], model))
+                w = round(drawn.shape[1] * height / drawn.shape[0])
+                tiles.append(np.asarray(Image.fromarray(drawn).resize((w, height), Image.LANCZOS)))
+    return np.concatenate(tiles, axis=1)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray, max_bytes: int | None = 300_000) -> Path:
+    """Write an RGB image as PNG atomically; above ``max_bytes`` it is re-saved with a 256-colour palette."""
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray(image)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    if max_bytes is not None and buf.tell() > max_bytes:
+        buf = io.BytesIO()
+        img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+            buf, format="PNG", optimize=True
+        )
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return Path(path)
 
 
 def _load_model(model, n_shape: int, n_exp: int):
