@@ -232,13 +232,27 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
     return np.stack(frames), fps
 
 
-def _frame_iter(frames) -> Iterator[np.ndarray]:
-    if isinstance(frames, np.ndarray):
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"write_video: expected frames of shape (T, H, W, 3), got {frames.shape}")
-        yield from frames
-    else:
-        yield from frames
+def checked_frames(frames, where: str) -> Iterator[np.ndarray]:
+    """Yield ``uint8 (H, W, 3)`` RGB frames from an array ``(T, H, W, 3)`` or an iterable, checking each.
+
+    Raises:
+        ValueError: a frame of another dtype/shape, or a frame whose size differs from the first
+            (the message starts with ``where`` and gives the frame index).
+    """
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3):
+        raise ValueError(f"{where}: expected frames of shape (T, H, W, 3), got {frames.shape}")
+    size = None
+    for i, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(
+                f"{where}: frame {i} must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}"
+            )
+        if size is None:
+            size = frame.shape[:2]
+        elif frame.shape[:2] != size:
+            raise ValueError(f"{where}: frame {i} has size {frame.shape[:2]}, expected {size}")
+        yield frame
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -302,12 +316,7 @@ def write_video(
             astream = None
             size = None
             n = 0
-            for i, frame in enumerate(_frame_iter(frames)):
-                frame = np.asarray(frame)
-                if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                    raise ValueError(
-                        f"write_video: frame {i} must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}"
-                    )
+            for i, frame in enumerate(checked_frames(frames, "write_video")):
                 if size is None:
                     size = frame.shape[:2]
                     vstream = container.add_stream("libx264", rate=rate)
@@ -318,8 +327,6 @@ def write_video(
                     if audio_arr is not None:
                         astream = container.add_stream("aac", rate=int(sample_rate))
                         astream.layout = "mono"
-                elif frame.shape[:2] != size:
-                    raise ValueError(f"write_video: frame {i} has size {frame.shape[:2]}, expected {size}")
                 if size[0] % 2 or size[1] % 2:
                     frame = np.pad(frame, ((0, size[0] % 2), (0, size[1] % 2), (0, 0)), mode="edge")
                 vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flap.io.video import checked_frames
+
 __all__ = [
     "IRIS_CENTRES",
     "LandmarkTrack",
@@ -189,16 +191,8 @@ def detect_landmarks(
         min_detection_confidence=min_detection_confidence,
         min_tracking_confidence=min_tracking_confidence,
     ) as mesh_model:
-        for i, frame in enumerate(frames):
-            frame = np.asarray(frame)
-            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                raise ValueError(
-                    f"{source}: frame {i} must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}"
-                )
-            if size is None:
-                size = frame.shape[:2]
-            elif frame.shape[:2] != size:
-                raise ValueError(f"{source}: frame {i} has size {frame.shape[:2]}, expected {size}")
+        for frame in checked_frames(frames, source):
+            size = frame.shape[:2]
             result = mesh_model.process(np.ascontiguousarray(frame))
             if result.multi_face_landmarks:
                 pts = result.multi_face_landmarks[0].landmark
