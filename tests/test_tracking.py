@@ -241,3 +241,44 @@ def test_refuses_to_overwrite_the_input(tmp_path):
     with pytest.raises(ValueError, match="refusing to overwrite"):
         track_video(src, src)
     assert src.read_bytes() == b"x"
+
+
+# ----------------------------------------------------------------------------- command line
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, str(root / "tools" / "track_flame.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_cli_help_and_bad_input(tmp_path):
+    helped = _cli("--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "video=PATH" in helped.stdout and "fit:" in helped.stdout
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video\n" * 20)
+    out = tmp_path / "res" / "bad.coeffs.npz"
+    run = _cli(f"video={bad}", f"out={out}", "overlay=true", cwd=tmp_path)
+    assert run.returncode == 1
+    assert "track_flame: error:" in run.stderr and str(bad) in run.stderr
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_cli_tracks_an_image(tmp_path, shared_data):
+    out = tmp_path / "face.coeffs.safetensors"
+    run = _cli(
+        f"video={shared_data / 'portraits' / 'liveportrait_d8.jpg'}",
+        f"out={out}",
+        "fit.shape_rounds=2",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    from flap.flame.coeffs import HeadCoeffs
+
+    coeffs = HeadCoeffs.load(out)
+    assert coeffs.data.shape == (1, 120)
+    assert (tmp_path / "face.coeffs.tracking.npz").is_file()
