@@ -192,7 +192,10 @@ class Audio2FlameModule(L.LightningModule):
         tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out_dir))
         try:
             self.net.save_pretrained(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
             for f in sorted(tmp.iterdir()):
+                os.chmod(f, 0o666 & ~umask)  # temp files may be private; exported files are not
                 os.replace(f, out_dir / f.name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
