@@ -13,6 +13,7 @@ interpolates its coefficients.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -182,6 +183,31 @@ def detect_landmarks(
         ValueError: frames of the wrong dtype/shape or changing size.
     """
     mp = _quiet_mediapipe()
+    with warnings.catch_warnings():
+        # protobuf deprecation notice raised inside mediapipe 0.10.14 on every call
+        warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
+        return _detect(
+            mp,
+            frames,
+            fps,
+            static_image_mode,
+            min_detection_confidence,
+            min_tracking_confidence,
+            source,
+            allow_no_face,
+        )
+
+
+def _detect(
+    mp,
+    frames,
+    fps,
+    static_image_mode,
+    min_detection_confidence,
+    min_tracking_confidence,
+    source,
+    allow_no_face,
+):
     lmks, irises, valid = [], [], []
     size = None
     with mp.solutions.face_mesh.FaceMesh(
