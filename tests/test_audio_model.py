@@ -114,6 +114,21 @@ def test_save_load_round_trip(model, tmp_path):
     assert loaded.config.features is None and loaded.feature_extractor.kind == "logmel"
 
 
+def test_from_pretrained_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing_here.*config.json"):
+        Audio2Flame.from_pretrained(tmp_path / "nothing_here")
+
+
+def test_shipped_checkpoint_loads():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "audio2flame"
+    model = Audio2Flame.from_pretrained(path).eval()
+    assert model.config.features["type"] == "logmel"
+    out = model.predict(np.zeros(16000, np.float32))
+    assert out.num_frames == 25 and torch.isfinite(out.data).all()
+
+
 def test_bad_inputs(model):
     with pytest.raises(ValueError, match=r"mono audio of shape \(N,\)"):
         model.predict(np.zeros((2, 16000), np.float32))

@@ -113,6 +113,24 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.head.bias)
         self._extractor = None
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a folder written by :meth:`save_pretrained` (local files only, never downloaded).
+
+        Raises:
+            FileNotFoundError: no ``config.json`` in the folder. OSError: weights missing or unreadable.
+        """
+        from pathlib import Path
+
+        if not (Path(pretrained_model_name_or_path) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"Audio2Flame.from_pretrained: {pretrained_model_name_or_path}: expected a folder with config.json "
+                "and diffusion_pytorch_model.safetensors (written by save_pretrained)"
+            )
+        kwargs.setdefault("local_files_only", True)
+        kwargs.setdefault("low_cpu_mem_usage", False)  # small model; avoids the `accelerate` warning
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
     def set_normalization(
