@@ -100,14 +100,14 @@ def test_frame_windows_custom_pad():
     assert torch.equal(w[0, 3, 4], torch.tensor([5.0, 6.0, 7.0])) and torch.equal(w[0, 2, 3], torch.ones(3))
 
 
-@pytest.fixture(scope="module")
-def tiny_wav2vec2(tmp_path_factory):
+def make_tiny_wav2vec2(path, num_layers: int = 2):
+    """Save a tiny random Wav2Vec2Model (hidden 16, ``num_layers`` layers, stride 320) to ``path``."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     torch.manual_seed(0)
     cfg = Wav2Vec2Config(
         hidden_size=16,
-        num_hidden_layers=2,
+        num_hidden_layers=num_layers,
         num_attention_heads=2,
         intermediate_size=32,
         conv_dim=(16, 16),
@@ -116,9 +116,13 @@ def tiny_wav2vec2(tmp_path_factory):
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=2,
     )
-    path = tmp_path_factory.mktemp("w2v")
     Wav2Vec2Model(cfg).eval().save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_wav2vec2(tmp_path_factory):
+    return make_tiny_wav2vec2(tmp_path_factory.mktemp("w2v"))
 
 
 def test_wav2vec2_all_layers(tiny_wav2vec2):

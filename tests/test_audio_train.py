@@ -170,22 +170,9 @@ def test_train_requires_experiment(tmp_path):
 
 
 def test_train_with_wav2vec2_features(tmp_path):
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+    from test_audio_features import make_tiny_wav2vec2
 
-    torch.manual_seed(0)
-    w2v = tmp_path / "w2v"
-    cfg = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(16, 16),
-        conv_stride=(5, 64),
-        conv_kernel=(10, 64),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    Wav2Vec2Model(cfg).eval().save_pretrained(w2v)
+    w2v = make_tiny_wav2vec2(tmp_path / "w2v", num_layers=1)
     overrides = [
         *SMOKE,
         "data.samples_per_epoch=8",
