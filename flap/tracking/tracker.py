@@ -23,6 +23,7 @@ import torch
 
 from flap.flame.coeffs import HeadCoeffs
 from flap.io import atomic_output, check_not_input, iter_video, write_video
+from flap.io.video import IMAGE_SUFFIXES
 from flap.tracking.camera import to_pixel_frame
 from flap.tracking.eyes import eyelids_from_landmarks, gaze_degrees_from_landmarks, gaze_to_eye_pose
 from flap.tracking.fitting import FitConfig, fit_landmarks, interpolate_missing
@@ -312,7 +313,7 @@ class FlameTracker:
             flap.tracking.landmarks.NoFaceError: no face in any frame.
         """
         with iter_video(video, max_frames=max_frames) as stream:
-            single = stream.info.num_frames <= 1
+            single = stream.info.num_frames == 1 or Path(video).suffix.lower() in IMAGE_SUFFIXES
             track = detect_landmarks(
                 stream, stream.info.fps, static_image_mode=single, source=str(video), **self.detection
             )
