@@ -180,7 +180,8 @@ def plot_following(
         d = per_frame[key]
         if key == "jaw":
             ax.plot(t, np.degrees(np.asarray(d["requested"])[: len(t)]), label="requested", color="tab:blue")
-            ax.plot(t, np.degrees(np.asarray(d["tracked"])[: len(t)]), label="tracked", color="tab:orange")
+            jaw_trk = np.degrees(np.asarray(d["tracked"], np.float64)[: len(t)])
+            ax.plot(t, np.where(valid, jaw_trk, np.nan), label="tracked", color="tab:orange")
             ax.set_ylabel("jaw [deg]")
         else:
 
