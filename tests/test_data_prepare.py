@@ -16,6 +16,14 @@ from flap.data.prepare import PrepareConfig, clip_id_for, load_manifest, prepare
 from flap.flame.coeffs import HeadCoeffs
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: these tiny models run ~100x slower with 2 threads on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 def test_resample_indices():
     assert resample_indices(5, 25, 25).tolist() == [0, 1, 2, 3, 4]
     idx = resample_indices(30, 30, 25)  # 1 s at 30 fps -> 25 frames

@@ -24,6 +24,15 @@ from flap.models import parameter_group
 ROOT = Path(__file__).resolve().parents[1]
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: these tiny models run ~100x slower with 2 threads on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 def nodding_tracker(frames, fps):
     """Stub FLAME tracker: yaw ±10°, jaw opening (the real tracker is tested elsewhere)."""
     t = np.arange(len(frames))
@@ -224,7 +233,6 @@ def test_ddp_two_processes_gloo(prepared, tmp_path):
     assert ranks[0]["loss"] == pytest.approx(ranks[1]["loss"])  # synchronised across the 2 processes
 
 
-@pytest.mark.slow
 def test_hydra_three_stages_chain(prepared, tmp_path):
     """`python -m flap.train experiment=stage{1,2,3}_*` compose, train, export and chain (tiny, 2 steps)."""
     from hydra import compose, initialize_config_dir
