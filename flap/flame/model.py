@@ -45,7 +45,50 @@ class FlameOutput:
     landmarks: torch.Tensor
 
 
-class FlameModel(torch.nn.Module):
+class FlameBlendMixin:
+    """Blend-coefficient packing and landmark-face selection shared by FLAME modules.
+
+    Needs attributes ``n_shape``, ``n_exp``, ``has_eyelids``, ``v_template`` and the landmark buffers
+    ``static_lmk_faces/bary``, ``dynamic_lmk_faces/bary``, ``neck_kin_chain``.
+    """
+
+    def _blend_coeffs(self, batch: int, shape, expression, eyelids) -> torch.Tensor:
+        """``(B, n_blend)`` = [β zero-padded to n_shape, ψ zero-padded to n_exp, eyelids if the model has them]."""
+        width_total = self.n_shape + self.n_exp + (2 if self.has_eyelids else 0)
+        betas = self.v_template.new_zeros(batch, width_total)
+        for name, value, start, width in (
+            ("shape", shape, 0, self.n_shape),
+            ("expression", expression, self.n_shape, self.n_exp),
+        ):
+            if value is None:
+                continue
+            if value.shape[-1] > width:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} has {value.shape[-1]} coefficients, model uses at most {width}"
+                )
+            betas[:, start : start + value.shape[-1]] = value
+        if eyelids is not None:
+            if not self.has_eyelids:
+                raise ValueError(f"{type(self).__name__}: eyelids given but the model has no eyelid blendshapes")
+            betas[:, -2:] = eyelids
+        return betas
+
+    def _landmark_faces(self, vertices: torch.Tensor, full_pose: torch.Tensor):
+        """Triangles ``(B, 68)`` and barycentric weights ``(B, 68, 3)`` of the iBUG-68 landmarks.
+
+        The 17 contour points depend on the head's yaw (smplx's ``find_dynamic_lmk_idx_and_bcoords``
+        over the neck chain); the 51 others are static.
+        """
+        batch = full_pose.shape[0]
+        lmk_faces, lmk_bary = find_dynamic_lmk_idx_and_bcoords(
+            vertices, full_pose, self.dynamic_lmk_faces, self.dynamic_lmk_bary, self.neck_kin_chain
+        )
+        lmk_faces = torch.cat([lmk_faces, self.static_lmk_faces.expand(batch, -1)], dim=1)
+        lmk_bary = torch.cat([lmk_bary, self.static_lmk_bary.expand(batch, -1, -1)], dim=1)
+        return lmk_faces, lmk_bary
+
+
+class FlameModel(FlameBlendMixin, torch.nn.Module):
     """FLAME head model with iBUG-68 landmarks.
 
     Args:
@@ -113,24 +156,6 @@ class FlameModel(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"model={self.model_path.name}, n_shape={self.n_shape}, n_exp={self.n_exp}, eyelids={self.has_eyelids}"
 
-    def _coeffs(self, batch: int, shape, expression, eyelids) -> torch.Tensor:
-        """Concatenate β, ψ (zero-padded) and eyelid weights into one ``(B, n_blend)`` tensor."""
-        betas = self.v_template.new_zeros(batch, self.shapedirs.shape[-1])
-        for name, value, start, width in (
-            ("shape", shape, 0, self.n_shape),
-            ("expression", expression, self.n_shape, self.n_exp),
-        ):
-            if value is None:
-                continue
-            if value.shape[-1] > width:
-                raise ValueError(f"FlameModel: {name} has {value.shape[-1]} coefficients, model uses at most {width}")
-            betas[:, start : start + value.shape[-1]] = value
-        if eyelids is not None:
-            if not self.has_eyelids:
-                raise ValueError(f"FlameModel: eyelids given but {self.model_path.name} has no eyelid blendshapes")
-            betas[:, -2:] = eyelids
-        return betas
-
     def forward(
         self,
         shape: torch.Tensor | None = None,
@@ -173,16 +198,12 @@ class FlameModel(torch.nn.Module):
         full_pose = torch.cat(
             [pose_part(global_rot, 3), pose_part(neck, 3), pose_part(jaw, 3), pose_part(eyes, 6)], dim=1
         )
-        betas = self._coeffs(batch, shape, expression, eyelids)
+        betas = self._blend_coeffs(batch, shape, expression, eyelids)
         vertices, joints = lbs(
             betas, full_pose, self.v_template, self.shapedirs, self.posedirs,
             self.J_regressor, self.parents, self.lbs_weights,
         )
-        lmk_faces, lmk_bary = find_dynamic_lmk_idx_and_bcoords(
-            vertices, full_pose, self.dynamic_lmk_faces, self.dynamic_lmk_bary, self.neck_kin_chain
-        )
-        lmk_faces = torch.cat([lmk_faces, self.static_lmk_faces.expand(batch, -1)], dim=1)
-        lmk_bary = torch.cat([lmk_bary, self.static_lmk_bary.expand(batch, -1, -1)], dim=1)
+        lmk_faces, lmk_bary = self._landmark_faces(vertices, full_pose)
         landmarks = vertices2landmarks(vertices, self.faces, lmk_faces, lmk_bary)
         if transl is not None:
             transl = transl.to(dtype).unsqueeze(1)

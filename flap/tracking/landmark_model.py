@@ -13,17 +13,14 @@ selection of those rows. :meth:`FlameLandmarks.forward` equals ``FlameModel.forw
 from __future__ import annotations
 
 import torch
-from smplx.lbs import (
-    batch_rodrigues,
-    find_dynamic_lmk_idx_and_bcoords,
-    lbs,
-    vertices2landmarks,
-)
+from smplx.lbs import batch_rodrigues, lbs, vertices2landmarks
+
+from flap.flame.model import FlameBlendMixin
 
 __all__ = ["FlameLandmarks"]
 
 
-class FlameLandmarks(torch.nn.Module):
+class FlameLandmarks(FlameBlendMixin, torch.nn.Module):
     """Landmark-only view of a :class:`flap.flame.model.FlameModel` (shares no state with it).
 
     Args:
@@ -79,34 +76,6 @@ class FlameLandmarks(torch.nn.Module):
             ],
             dim=1,
         )
-
-    def _blend_coeffs(self, batch, shape, expression, eyelids) -> torch.Tensor:
-        """``(B, n_blend)`` = [β zero-padded to n_shape, ψ zero-padded to n_exp, eyelids (if the model has them)]."""
-        ref = self.v_template
-        parts = []
-        for name, value, width in (("shape", shape, self.n_shape), ("expression", expression, self.n_exp)):
-            if value is None:
-                parts.append(ref.new_zeros(batch, width))
-                continue
-            if value.shape[-1] > width:
-                raise ValueError(
-                    f"FlameLandmarks: {name} has {value.shape[-1]} coefficients, model uses at most {width}"
-                )
-            parts.append(torch.nn.functional.pad(value.to(ref), (0, width - value.shape[-1])))
-        if self.has_eyelids:
-            parts.append(ref.new_zeros(batch, 2) if eyelids is None else eyelids.to(ref))
-        elif eyelids is not None:
-            raise ValueError("FlameLandmarks: eyelids given but the model has no eyelid blendshapes")
-        return torch.cat(parts, dim=1)
-
-    def _landmark_faces(self, verts, pose):
-        lmk_faces, lmk_bary = find_dynamic_lmk_idx_and_bcoords(
-            verts, pose, self.dynamic_lmk_faces, self.dynamic_lmk_bary, self.neck_kin_chain
-        )
-        batch = pose.shape[0]
-        lmk_faces = torch.cat([lmk_faces, self.static_lmk_faces.expand(batch, -1)], dim=1)
-        lmk_bary = torch.cat([lmk_bary, self.static_lmk_bary.expand(batch, -1, -1)], dim=1)
-        return lmk_faces, lmk_bary
 
     @torch.no_grad()
     def blend_jacobian(self, name: str, global_rot: torch.Tensor, jaw=None, eyes=None) -> torch.Tensor:
