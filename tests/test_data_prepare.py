@@ -106,6 +106,8 @@ def test_prepare_resume_and_corrupt(tmp_path, raw_dir):
     assert m2["run"] == {"processed": 0, "skipped": 3}
     assert {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()} == stamps
     assert load_manifest(out)["summary"] == {"kept": 2, "dropped": 0, "error": 1}
+    with pytest.raises(ValueError, match="other settings.*size"):
+        prepare_dataset(raw_dir, out, PrepareConfig(size=64, tracker=_nodding_tracker))
 
     # Interrupted during d0: its record is missing and a half-built temporary folder is left.
     (out / "records" / "d0.json").unlink()

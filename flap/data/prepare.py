@@ -332,6 +332,24 @@ def load_manifest(out_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+_RUN_ONLY = ("workers",)  # settings that may change between runs on the same folder
+
+
+def _check_same_settings(out: Path, cfg: PrepareConfig) -> None:
+    """Refuse to resume a folder prepared with other settings (its clips would be mixed)."""
+    path = out / "manifest.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text()).get("config", {})
+    new = json.loads(json.dumps(asdict(cfg), default=str))
+    diff = {k: (old.get(k), v) for k, v in new.items() if k not in _RUN_ONLY and k in old and old[k] != v}
+    if diff:
+        raise ValueError(
+            f"prepare: {out} was prepared with other settings {{name: (before, now)}} = {diff}; "
+            "use a new output folder"
+        )
+
+
 def prepare_dataset(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
                     cfg: PrepareConfig | None = None) -> dict:
     """Prepare every video under ``input_dir`` into ``output_dir`` (see the module docstring).
@@ -342,7 +360,8 @@ def prepare_dataset(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
 
     Raises:
         FileNotFoundError: ``input_dir`` missing.
-        ValueError: ``output_dir`` is inside ``input_dir``'s videos (would be re-read) or equal.
+        ValueError: ``output_dir`` equals ``input_dir``, two videos map to one clip id, or
+            ``output_dir`` was prepared with other settings (``workers`` may differ).
     """
     cfg = cfg or PrepareConfig()
     root, out = Path(input_dir).resolve(), Path(output_dir).resolve()
@@ -352,6 +371,7 @@ def prepare_dataset(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
     ids = [clip_id_for(v, root) for v in videos]
     if len(set(ids)) != len(ids):
         raise ValueError(f"prepare: two videos under {root} map to the same clip id (same path without suffix)")
+    _check_same_settings(out, cfg)
     (out / "records").mkdir(parents=True, exist_ok=True)
     for stale in (out / "clips").glob(".tmp-*") if (out / "clips").is_dir() else []:
         shutil.rmtree(stale, ignore_errors=True)
