@@ -148,7 +148,7 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     frames = pipe.iter_frames(
         portrait, final, num_inference_steps=int(cfg.steps), guidance_scale=float(cfg.guidance_scale),
         window=int(cfg.window), overlap=int(cfg.overlap), generator=generator, paste=bool(cfg.paste_back),
-        progress=bool(cfg.progress),
+        progress=bool(cfg.progress), strength=float(cfg.get("strength", 1.0)),
     )
     write_video(out, frames, final.fps, audio=speech, sample_rate=16000, inputs=inputs)
     try:

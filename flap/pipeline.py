@@ -351,11 +351,15 @@ class FLAPPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def encode_reference(self, crop: np.ndarray) -> ReferenceFeatures:
-        """VAE-encode a ``uint8 (S, S, 3)`` crop (posterior mean × scaling factor) and run ReferenceNet once."""
+    def encode_latent(self, crop: np.ndarray) -> torch.Tensor:
+        """VAE latent ``(1, C, h, w)`` of a ``uint8 (S, S, 3)`` crop (posterior mean × ``scaling_factor``)."""
         x = torch.from_numpy(crop).permute(2, 0, 1)[None].to(self._device, self.vae.dtype) / 127.5 - 1.0
-        z = self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
-        return self.reference_net(z.to(self.reference_net.dtype))
+        return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def encode_reference(self, crop: np.ndarray) -> ReferenceFeatures:
+        """VAE-encode a ``uint8 (S, S, 3)`` crop and run ReferenceNet once (paper Sec. 4.1)."""
+        return self.reference_net(self.encode_latent(crop).to(self.reference_net.dtype))
 
     def coefficients(
         self,
@@ -404,6 +408,8 @@ class FLAPPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         progress: bool = True,
         callback: Callable[[int, int], None] | None = None,
+        strength: float = 1.0,
+        init_latent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """DDIM sampling of the whole video latent ``(1, C, T, h, w)`` over overlapping windows.
 
@@ -416,6 +422,11 @@ class FLAPPipeline(DiffusionPipeline):
             generator: random generator of the initial noise (drawn on the CPU: same result on any device).
             progress: show a tqdm bar (windows × steps, with ETA).
             callback: ``callback(step, num_steps)`` after every step.
+            strength: in ``(0, 1]``; below 1 sampling starts from ``init_latent`` (the portrait's
+                latent, every frame) noised to that fraction of the schedule and runs only the
+                last ``round(strength * num_inference_steps)`` steps (SDEdit, Meng et al. 2022).
+                1 = pure noise (the paper's setting); under-trained models need less.
+            init_latent: ``(1, C, h, w)`` latent for ``strength < 1``.
 
         Returns:
             Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
@@ -428,17 +439,27 @@ class FLAPPipeline(DiffusionPipeline):
             raise ValueError(f"FLAPPipeline: window={window} exceeds the temporal layers' maximum {max_len} frames")
         h = w = self.image_size // self.vae_scale_factor
         shape = (1, net.config.in_channels, t_frames, h, w)
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"FLAPPipeline: strength must be in (0, 1], got {strength}")
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        if strength < 1.0:
+            if init_latent is None:
+                raise ValueError("FLAPPipeline: strength < 1 needs init_latent (the portrait latent)")
+            timesteps = timesteps[num_inference_steps - max(1, round(strength * num_inference_steps)):]
+            start = init_latent.float().to(device)[:, :, None].expand(shape)
+            latents = self.scheduler.add_noise(start, latents, timesteps[:1])
+        else:
+            latents = latents * self.scheduler.init_noise_sigma
         cond = coeffs.data.to(device=device, dtype=torch.float32)
         windows = temporal_windows(t_frames, window, overlap)
         weights = [window_weights(e - s, overlap, i == 0, i == len(windows) - 1).to(device)
                    for i, (s, e) in enumerate(windows)]
         cfg = guidance_scale != 1.0
-        bar = _progress(len(windows) * len(self.scheduler.timesteps), progress, "FLAP denoising")
+        bar = _progress(len(windows) * len(timesteps), progress, "FLAP denoising")
         try:
-            for step, t in enumerate(self.scheduler.timesteps):
+            for step, t in enumerate(timesteps):
                 eps_sum = torch.zeros_like(latents, dtype=torch.float64)
                 w_sum = torch.zeros(t_frames, dtype=torch.float64, device=device)
                 for (s, e), wgt in zip(windows, weights):
@@ -449,7 +470,7 @@ class FLAPPipeline(DiffusionPipeline):
                 eps = (eps_sum / w_sum.view(1, 1, -1, 1, 1)).to(latents.dtype)
                 latents = self.scheduler.step(eps, t, latents).prev_sample
                 if callback is not None:
-                    callback(step + 1, len(self.scheduler.timesteps))
+                    callback(step + 1, len(timesteps))
         finally:
             bar.close()
         return latents
@@ -544,14 +565,18 @@ class FLAPPipeline(DiffusionPipeline):
         paste: bool = False,
         decode_chunk: int = 16,
         progress: bool = True,
+        strength: float = 1.0,
     ) -> Iterator[np.ndarray]:
         """Generate and yield frames one by one (``uint8 (H, W, 3)``): diffusion, then streamed decode.
 
         With ``paste=True`` every frame is pasted into the original portrait (see :func:`paste_back`).
+        ``strength`` < 1 starts from the noised portrait latent (see :meth:`denoise`).
         """
-        reference = self.encode_reference(portrait.crop)
+        z = self.encode_latent(portrait.crop)
+        with torch.no_grad():
+            reference = self.reference_net(z.to(self.reference_net.dtype))
         latents = self.denoise(reference, coeffs, num_inference_steps, guidance_scale, window, overlap,
-                               generator, progress)
+                               generator, progress, strength=strength, init_latent=z)
         for chunk in self.decode(latents, decode_chunk):
             if paste:
                 chunk = paste_back(chunk, portrait)
@@ -573,6 +598,7 @@ class FLAPPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         paste: bool = False,
         progress: bool = True,
+        strength: float = 1.0,
     ) -> FLAPPipelineOutput:
         """Generate a talking-head video.
 
@@ -592,6 +618,7 @@ class FLAPPipeline(DiffusionPipeline):
             generator: seeds the initial noise.
             paste: paste the generated crop back into the original portrait.
             progress: tqdm progress bar with ETA.
+            strength: 1 = start from pure noise; < 1 = from the noised portrait latent (SDEdit).
 
         Returns:
             :class:`FLAPPipelineOutput`.
@@ -601,7 +628,8 @@ class FLAPPipeline(DiffusionPipeline):
         """
         portrait, final, speech = self.prepare(image, audio, coeffs, driving_video, controls, fps, num_frames)
         frames = np.stack(list(self.iter_frames(portrait, final, num_inference_steps, guidance_scale, window,
-                                                overlap, generator, paste, progress=progress)))
+                                                overlap, generator, paste, progress=progress,
+                                                strength=strength)))
         return FLAPPipelineOutput(frames=frames, coeffs=final, fps=float(fps), audio=speech)
 
 
