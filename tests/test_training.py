@@ -14,6 +14,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from test_data_prepare import _one_thread  # noqa: F401  (autouse: one torch thread in this module)
 
 from flap.data.datamodule import FLAPDataModule
 from flap.data.datasets import ImagePairDataset, VideoClipDataset, load_prepared_clips
@@ -24,14 +25,6 @@ from flap.models import parameter_group
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny models run ~100x slower with 2 threads on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def nodding_tracker(frames, fps):
     """Stub FLAME tracker: yaw ±10°, jaw opening (the real tracker is tested elsewhere)."""
