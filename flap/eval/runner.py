@@ -429,6 +429,7 @@ def evaluate_set(
         "name": "set",
         "num_videos": len(results),
         "num_failed": sum("error" in r for r in results),
+        "face_detected_ratio": float(np.mean([r["face_detected_ratio"] for r in results])),
     }
     for key in (
         "pose_error_deg",
