@@ -24,8 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmarks  # noqa: E402
 
 
+HELPERS = {"timing"}  # modules in tools/benchmarks/ that are not benchmarks
+
+
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in HELPERS)
 
 
 def main(argv=None) -> int:

@@ -10,20 +10,14 @@
 
 from __future__ import annotations
 
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.timing import median_time  # noqa: E402
 
 
 def run(dim: int = 512, frames: int = 250, repeats: int = 3) -> dict:
@@ -44,8 +38,8 @@ def run(dim: int = 512, frames: int = 250, repeats: int = 3) -> dict:
         covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
         return float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2 - 2 * covmean))
 
-    t_flap = _median_time(lambda: frechet_distance(mu1, s1, mu2, s2), repeats)
-    t_scipy = _median_time(scipy_ref, repeats)
+    t_flap = median_time(lambda: frechet_distance(mu1, s1, mu2, s2), repeats)
+    t_scipy = median_time(scipy_ref, repeats)
     diff = abs(frechet_distance(mu1, s1, mu2, s2) - scipy_ref())
 
     req = HeadCoeffs(torch.from_numpy(rng.normal(scale=0.1, size=(frames, 120))), 25.0)
@@ -61,13 +55,13 @@ def run(dim: int = 512, frames: int = 250, repeats: int = 3) -> dict:
         best_lag_correlation(mouth_opening(lm), env, 5)
         landmark_jitter(lm)
 
-    t_free = _median_time(weight_free, repeats)
+    t_free = median_time(weight_free, repeats)
 
     torch.manual_seed(0)
     model = SyncNetModel().eval()
     n = 25
     crops = rng.integers(0, 255, (n, 224, 224, 3), dtype=np.uint8)
-    t_sync = _median_time(lambda: sync_scores(model, crops, audio[: n * 640], fps=25.0), 1)
+    t_sync = median_time(lambda: sync_scores(model, crops, audio[: n * 640], fps=25.0), 1)
     return {
         "frechet_dim": dim,
         "frechet_flap_s": t_flap,

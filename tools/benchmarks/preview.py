@@ -13,12 +13,16 @@ Figures (issue "Controls": the preview must render in under 10 s on this CPU):
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.timing import median_time  # noqa: E402
 
 
 def _painter_reference(px: np.ndarray, faces: np.ndarray, size) -> np.ndarray:
@@ -34,17 +38,6 @@ def _painter_reference(px: np.ndarray, faces: np.ndarray, size) -> np.ndarray:
     for p, s in zip(pts, (200 * shade[order]).astype(int).tolist()):
         cv2.fillConvexPoly(canvas, p, (s, s, s), cv2.LINE_8, 4)
     return canvas
-
-
-def _median_cpu(fn, repeats: int) -> float:
-    """Median process CPU time of ``fn`` (wall time is meaningless on a shared, overloaded machine)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
 
 
 def run(seconds: float = 10.0, fps: float = 25.0, size: int = 256) -> dict:
@@ -70,8 +63,8 @@ def run(seconds: float = 10.0, fps: float = 25.0, size: int = 256) -> dict:
     faces = model.faces.numpy()
     t_z, t_p = [], []
     for _ in range(3):  # interleaved so machine noise hits both alike
-        t_z.append(_median_cpu(lambda: render_mesh(px, faces, size=(size, size)), 10))
-        t_p.append(_median_cpu(lambda: _painter_reference(px, faces, (size, size)), 10))
+        t_z.append(median_time(lambda: render_mesh(px, faces, size=(size, size)), 10, clock=time.process_time, warmup=True))
+        t_p.append(median_time(lambda: _painter_reference(px, faces, (size, size)), 10, clock=time.process_time, warmup=True))
     return {
         "frames": coeffs.num_frames,
         "size_px": size,
