@@ -142,24 +142,23 @@ def test_load_coeffs_sources_and_errors(tmp_path):
         apply_controls(HeadCoeffs.neutral(2), blink_rate=3)
 
 
-def test_image_and_video_sources_go_through_the_tracker(tmp_path, monkeypatch, shared_data):
-    """Wiring to flap.tracking.track_frames(frames, fps) -> HeadCoeffs (faked here: the tracker is tested elsewhere)."""
+def test_image_and_video_sources_go_through_the_tracker(monkeypatch, shared_data):
+    """Image and video sources are tracked with flap.tracking.track_video (real tracker, short clip)."""
     import flap.tracking
 
+    real = flap.tracking.track_video
     calls = []
 
-    def fake_track_frames(frames, fps):
-        calls.append((frames.shape, fps))
-        out = HeadCoeffs.neutral(len(frames), fps)
-        out.expression[:] = 0.5
-        return out
+    def short_track_video(path, **kwargs):
+        calls.append(path)
+        return real(path, max_frames=12, **kwargs)
 
-    monkeypatch.setattr(flap.tracking, "track_frames", fake_track_frames, raising=False)
-    image = load_coeffs(shared_data / "portraits" / "skimage_astronaut.png")
-    assert calls[-1] == ((1, 512, 512, 3), 25.0) and image.num_frames == 1
+    monkeypatch.setattr(flap.tracking, "track_video", short_track_video)
+    portrait = shared_data / "portraits" / "liveportrait_d9.jpg"  # open mouth
+    image = load_coeffs(portrait)
+    assert calls[-1] == portrait and image.num_frames == 1
+    assert image.jaw.abs().sum() > 0 and image.expression.abs().sum() > 0  # really tracked
     video = load_coeffs(shared_data / "video" / "liveportrait_d0.mp4")
-    assert calls[-1][0][1:] == (512, 512, 3) and calls[-1][1] == pytest.approx(25.0) and video.num_frames > 50
-    out = apply_controls(
-        HeadCoeffs.neutral(10), expression_from=shared_data / "portraits" / "skimage_astronaut.png"
-    )
-    np.testing.assert_array_equal(out.expression.numpy(), 0.5)  # the image's expression held on every frame
+    assert video.num_frames == 12 and video.fps == pytest.approx(25.0)
+    out = apply_controls(HeadCoeffs.neutral(10), expression_from=portrait)
+    torch.testing.assert_close(out.expression, image.expression.expand(10, -1))  # held on every frame

@@ -36,7 +36,7 @@ def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
     Args:
         source: a :class:`HeadCoeffs`; a ``.npz`` / ``.safetensors`` file written by
             :meth:`HeadCoeffs.save`; a video or image path (tracked with
-            :func:`flap.tracking.track_frames`, which must be available); or an array/tensor
+            :func:`flap.tracking.track_video`, at the video's fps); or an array/tensor
             ``(T, 120)`` (full condition) or ``(T, 100)`` (expression ψ only, the rest neutral).
         fps: frame rate for arrays and images (default 25); ignored for files that store one.
 
@@ -56,7 +56,7 @@ def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
         if suffix in COEFF_SUFFIXES:
             return HeadCoeffs.load(path)
         if suffix in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-            return _track(path, suffix, fps_or_default)
+            return _track(path)
         raise ValueError(
             f"coefficient source {str(path)!r}: unsupported suffix {suffix!r}; expected coefficients "
             f"{COEFF_SUFFIXES}, an image {IMAGE_SUFFIXES} or a video {VIDEO_SUFFIXES}"
@@ -71,26 +71,11 @@ def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
     )
 
 
-def _track(path: Path, suffix: str, fps: float) -> HeadCoeffs:
-    try:
-        from flap.tracking import track_frames
-    except ImportError as exc:
-        raise RuntimeError(
-            f"coefficient source {str(path)!r}: tracking a video or image needs flap.tracking.track_frames,"
-            f" which is not available ({exc}); track it first with the tracker tool and pass the .npz"
-        ) from exc
-    if suffix in IMAGE_SUFFIXES:
-        import cv2
+def _track(path: Path) -> HeadCoeffs:
+    """Track a video or image file with FLAP's FLAME tracker (:func:`flap.tracking.track_video`)."""
+    import flap.tracking
 
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"coefficient source {str(path)!r}: cannot read the image")
-        frames = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
-    else:
-        from flap.io import read_video
-
-        frames, fps = read_video(path)
-    return track_frames(frames, fps)
+    return flap.tracking.track_video(path).coeffs
 
 
 def fit_length(
