@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchmarks  # noqa: E402
 
-
 HELPERS = {"timing"}  # modules in tools/benchmarks/ that are not benchmarks
 
 
