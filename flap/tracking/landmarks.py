@@ -186,62 +186,40 @@ def detect_landmarks(
     with warnings.catch_warnings():
         # protobuf deprecation notice raised inside mediapipe 0.10.14 on every call
         warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
-        return _detect(
-            mp,
-            frames,
-            fps,
-            static_image_mode,
-            min_detection_confidence,
-            min_tracking_confidence,
-            source,
-            allow_no_face,
+        lmks, irises, valid = [], [], []
+        size = None
+        with mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static_image_mode,
+            refine_landmarks=True,
+            max_num_faces=1,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        ) as mesh_model:
+            for frame in checked_frames(frames, source):
+                size = frame.shape[:2]
+                result = mesh_model.process(np.ascontiguousarray(frame))
+                if result.multi_face_landmarks:
+                    pts = result.multi_face_landmarks[0].landmark
+                    mesh = np.array([(p.x * size[1], p.y * size[0]) for p in pts], dtype=np.float32)
+                    lmk, iris = mediapipe_to_ibug68(mesh)
+                    valid.append(True)
+                else:
+                    lmk = np.full((68, 2), np.nan, np.float32)
+                    iris = np.full((2, 2), np.nan, np.float32)
+                    valid.append(False)
+                lmks.append(lmk)
+                irises.append(iris)
+        if size is None:
+            raise NoFaceError(f"{source}: no frames to track (expected at least one RGB frame)")
+        track = LandmarkTrack(
+            lmk68=np.stack(lmks).astype(np.float32),
+            iris=np.stack(irises).astype(np.float32),
+            valid=np.asarray(valid, dtype=bool),
+            size=(int(size[0]), int(size[1])),
+            fps=float(fps),
         )
-
-
-def _detect(
-    mp,
-    frames,
-    fps,
-    static_image_mode,
-    min_detection_confidence,
-    min_tracking_confidence,
-    source,
-    allow_no_face,
-):
-    lmks, irises, valid = [], [], []
-    size = None
-    with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=static_image_mode,
-        refine_landmarks=True,
-        max_num_faces=1,
-        min_detection_confidence=min_detection_confidence,
-        min_tracking_confidence=min_tracking_confidence,
-    ) as mesh_model:
-        for frame in checked_frames(frames, source):
-            size = frame.shape[:2]
-            result = mesh_model.process(np.ascontiguousarray(frame))
-            if result.multi_face_landmarks:
-                pts = result.multi_face_landmarks[0].landmark
-                mesh = np.array([(p.x * size[1], p.y * size[0]) for p in pts], dtype=np.float32)
-                lmk, iris = mediapipe_to_ibug68(mesh)
-                valid.append(True)
-            else:
-                lmk = np.full((68, 2), np.nan, np.float32)
-                iris = np.full((2, 2), np.nan, np.float32)
-                valid.append(False)
-            lmks.append(lmk)
-            irises.append(iris)
-    if size is None:
-        raise NoFaceError(f"{source}: no frames to track (expected at least one RGB frame)")
-    track = LandmarkTrack(
-        lmk68=np.stack(lmks).astype(np.float32),
-        iris=np.stack(irises).astype(np.float32),
-        valid=np.asarray(valid, dtype=bool),
-        size=(int(size[0]), int(size[1])),
-        fps=float(fps),
-    )
-    if not track.valid.any() and not allow_no_face:
-        raise NoFaceError(
-            f"{source}: no face found in any of its {len(track)} frames (expected a visible face)"
-        )
-    return track
+        if not track.valid.any() and not allow_no_face:
+            raise NoFaceError(
+                f"{source}: no face found in any of its {len(track)} frames (expected a visible face)"
+            )
+        return track
