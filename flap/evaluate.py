@@ -10,7 +10,7 @@ Writes, in ``out`` (default: Hydra's run directory): ``metrics.json`` (every num
 and ``table.txt`` (the main numbers, also printed), and per video ``<name>.json`` (its numbers plus the
 per-frame requested and tracked angles in degrees, jaw in radians, mouth opening and speech
 envelope) and ``<name>_pose.png`` (requested vs tracked pitch / yaw / roll, jaw, mouth vs speech). All files are
-written atomically. Config: ``conf/evaluate.yaml``.
+written atomically. Config: ``flap/conf/evaluate.yaml``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def run(cfg: DictConfig | dict) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

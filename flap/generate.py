@@ -1,11 +1,12 @@
-"""Generation command: ``python -m flap.generate [key=value ...]`` (Hydra, ``conf/generate.yaml``).
+"""Generation command: ``python -m flap.generate [key=value ...]`` (Hydra, ``flap/conf/generate.yaml``).
 
 With no arguments it renders the bundled demo (``assets/demo`` portrait and speech with the
 ``checkpoints/flap_tiny_demo`` models). Writes an H.264 mp4 with the speech as AAC, atomically,
 and the coefficients it used beside it (``<out stem>.coeffs.npz``, :class:`~flap.flame.HeadCoeffs`).
 
-``pose=`` accepts a bundled script name (``nod`` or ``nod.yaml``, see ``conf/pose/``) or any path
-(``pose=/abs/custom.yaml``); ``audio=`` names the speech (aliases of ``pose_file=`` / ``speech=``). Bad input (missing or
+``pose=`` accepts a bundled script name (``nod`` or ``nod.yaml``, see ``flap/control/poses/``) or any
+path (``pose=/abs/custom.yaml``); ``audio=`` names the speech. The keys are the argument names of
+:class:`~flap.pipeline.FLAPPipeline` and :class:`~flap.control.ControlConfig`. Bad input (missing or
 unreadable image, no face, missing checkpoint, bad pose script or audio) stops with a one-line
 error naming the file and exit status 1, and leaves no output file.
 """
@@ -21,35 +22,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["ALIASES", "generate", "rewrite_overrides", "resolve_path", "main", "PROJECT_ROOT"]
+__all__ = ["generate", "resolve_path", "main", "PROJECT_ROOT"]
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-#: command-line aliases: ``conf/audio`` and ``conf/pose`` are Hydra config groups (of the audio and
-#: controls tools), so ``audio=`` / ``pose=`` cannot be plain keys of ``generate.yaml``.
-ALIASES = {"audio": "speech", "pose": "pose_file"}
-
-
-def rewrite_overrides(args: Sequence[str]) -> list[str]:
-    """Rename the command-line aliases (``audio=`` → ``speech=``, ``pose=`` → ``pose_file=``).
-
-    ``pose=`` takes a bundled script name (``nod``, ``nod.yaml``) or any path; both are resolved by
-    :func:`flap.control.load_pose_script`. Other arguments are returned unchanged.
-    """
-    out = []
-    for arg in args:
-        prefix = ""
-        body = arg
-        while body[:1] in ("+", "~"):
-            prefix, body = prefix + body[0], body[1:]
-        key, sep, value = body.partition("=")
-        if key in ALIASES:
-            body = ALIASES[key] + sep + value
-        out.append(prefix + body)
-    return out
 
 
 def resolve_path(value: str | None, what: str, must_exist: bool = True) -> Path | None:
@@ -99,10 +76,10 @@ def _controls(cfg: DictConfig) -> dict:
 
 
 def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
-    """Run generation for a composed ``conf/generate.yaml`` config.
+    """Run generation for a composed ``flap/conf/generate.yaml`` config.
 
     Args:
-        cfg: the config (see ``conf/generate.yaml`` for the keys).
+        cfg: the config (see ``flap/conf/generate.yaml`` for the keys).
         run_dir: folder of the default output (Hydra's run directory); default ``outputs/generate``.
 
     Returns:
@@ -125,7 +102,7 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     driving = resolve_path(cfg.get("driving_video"), "driving_video")
     # video-driven mode uses the driving video's own audio (speech + motion of another video:
     # audio=... pose_from=clip.mp4 expression_from=clip.mp4)
-    audio = None if driving is not None else resolve_path(cfg.get("speech"), "audio")
+    audio = None if driving is not None else resolve_path(cfg.get("audio"), "audio")
     coeffs = resolve_path(cfg.get("coeffs"), "coeffs")
     checkpoint = resolve_path(cfg.checkpoint, "checkpoint", must_exist=False)
     if cfg.out is None:
@@ -146,8 +123,8 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     log.info("generating %d frames (%.2f s at %g fps) from %s", final.num_frames, final.duration, final.fps, image)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     frames = pipe.iter_frames(
-        portrait, final, num_inference_steps=int(cfg.steps), guidance_scale=float(cfg.guidance_scale),
-        window=int(cfg.window), overlap=int(cfg.overlap), generator=generator, paste=bool(cfg.paste_back),
+        portrait, final, num_inference_steps=int(cfg.num_inference_steps), guidance_scale=float(cfg.guidance_scale),
+        window=int(cfg.window), overlap=int(cfg.overlap), generator=generator, paste=bool(cfg.paste),
         progress=bool(cfg.progress), strength=float(cfg.get("strength", 1.0)),
     )
     write_video(out, frames, final.fps, audio=speech, sample_rate=16000, inputs=inputs)
@@ -160,7 +137,7 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     return {"video": out, "coeffs": coeffs_out, "num_frames": final.num_frames, "fps": final.fps, "seconds": seconds}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path="conf", config_name="generate")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -174,8 +151,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (``python -m flap.generate``); see the module docstring."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    sys.argv = [sys.argv[0], *rewrite_overrides(args)]
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
     _hydra_main()
 
 

@@ -31,6 +31,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from flap import CONFIG_DIR
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
 from flap.models.denoising_net import DenoisingNet
 from flap.models.reference_net import ReferenceFeatures, ReferenceNet
@@ -683,7 +684,7 @@ def tiny_random_pipeline(seed: int = 0, audio2flame: bool = True, image_size: in
     from flap.training.vae import build_vae
 
     torch.manual_seed(seed)
-    conf = Path(__file__).resolve().parents[1] / "conf" / "model" / "flap_tiny.yaml"
+    conf = CONFIG_DIR / "model" / "flap_tiny.yaml"
     nets = hydra.utils.instantiate(OmegaConf.load(conf))
     return FLAPPipeline(build_vae({"sample_size": image_size}), nets.reference_net, nets.denoising_net, ddim_scheduler(),
                         Audio2Flame() if audio2flame else None)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from flap import CONFIG_DIR
 from flap.audio.data import Audio2FlameDataModule, find_clips, rest_jaw, rest_pose
 from flap.audio.model import Audio2Flame
 from flap.audio.module import Audio2FlameModule
@@ -17,7 +18,7 @@ from flap.eval.signals import best_lag_correlation
 from flap.flame.coeffs import HeadCoeffs
 from flap.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = CONFIG_DIR
 
 
 def _cfg(tmp_path, *overrides):
@@ -177,7 +178,7 @@ def test_train_with_wav2vec2_features(tmp_path):
         *SMOKE,
         "data.samples_per_epoch=8",
         "trainer.max_epochs=1",
-        "audio@data.features=wav2vec2",
+        "features@data.features=wav2vec2",
         f"data.features.model_path={w2v}",
         "data.features.layers=[-1]",
         "model.net.feature_dim=16",

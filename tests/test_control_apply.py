@@ -17,7 +17,6 @@ from flap.control import (
     mix_pose_expression,
     scale_parts,
 )
-from flap.control.script import POSE_DIR
 from flap.flame.coeffs import HeadCoeffs
 from flap.flame.rotations import axis_angle_to_degrees, degrees_to_axis_angle
 
@@ -104,25 +103,24 @@ def test_pose_from_another_source_then_overlay_script():
     np.testing.assert_allclose(out.pose_degrees().numpy(), [[0, 10, 0]] * 10, atol=1e-9)
 
 
-def test_hydra_pose_group_and_pose_file(tmp_path):
-    """conf/pose is a Hydra group: `pose=nod` gives the script's mapping; `pose_file=` any path."""
+def test_hydra_pose_is_a_plain_key(tmp_path):
+    """`pose=` of generate.yaml is a plain key: a bundled name (`nod.yaml`) or any path."""
     from hydra import compose, initialize_config_dir
 
-    (tmp_path / "pose").symlink_to(POSE_DIR, target_is_directory=True)
-    (tmp_path / "gen.yaml").write_text(
-        "defaults:\n  - pose: none\n  - _self_\npose_file: null\nblinks_per_minute: null\n"
-    )
+    from flap import CONFIG_DIR
+
     script = tmp_path / "mine.yaml"
     script.write_text("mode: replace\nkeyframes:\n  - {t: 0, roll: 7}\n")
     audio = HeadCoeffs.neutral(4, dtype=torch.float64)
-    with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
-        nod = compose("gen", overrides=["pose=nod.yaml"])
-        mine = compose("gen", overrides=[f"pose_file={script}"])
-    out = apply_controls(audio, nod)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        nod = compose("generate", overrides=["pose=nod.yaml", "blinks_per_minute=null"])
+        mine = compose("generate", overrides=[f"pose={script}", "blinks_per_minute=null"])
+    assert nod.pose == "nod.yaml"
+    out = apply_controls(audio, ControlConfig.from_mapping(nod, strict=False))
     np.testing.assert_allclose(
         out.pose_degrees().numpy()[:, 0], load_pose_script("nod").sample(4, 25.0)[:, 0], atol=1e-9
     )
-    out = apply_controls(audio, mine)
+    out = apply_controls(audio, ControlConfig.from_mapping(mine, strict=False))
     np.testing.assert_allclose(out.pose_degrees().numpy(), [[0, 0, 7]] * 4, atol=1e-9)
 
 

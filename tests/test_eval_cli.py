@@ -201,3 +201,32 @@ def test_video_without_face_is_reported_not_fatal(clip, tmp_path):
             _cfg(tmp_path / "noface.mp4", tmp_path / "eval2", tracker={"target": f"{__name__}.picky_tracker"})
         )
     assert (tmp_path / "eval2" / "table.md").is_file()  # the report says why
+
+
+def test_command_line_audio_key(tmp_path):
+    """`python -m flap.evaluate video=... audio=...` (the real command line): `audio=` is a plain key.
+
+    The clip has no audio track, so the lip-sync number can only come from the `audio=` file.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import soundfile
+
+    root = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(0)
+    video = write_video(tmp_path / "gen.mp4", rng.integers(0, 255, (T, 64, 64, 3), dtype=np.uint8), FPS)
+    _request().save(tmp_path / "gen.mp4.coeffs.npz")
+    soundfile.write(tmp_path / "speech.wav", _speech(), SR)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flap.evaluate", f"video={video}", f"audio={tmp_path / 'speech.wav'}",
+         f"out={tmp_path / 'eval'}", "tracker.target=test_eval_cli.fake_tracker", "lipsync.max_lag_frames=3",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "eval" / "metrics.json").read_text())["videos"][0]
+    assert res["lipsync"]["mouth_envelope_corr"] > 0.8

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from flap import CONFIG_DIR
 from flap.eval.runner import resolve_tracker
 from flap.eval.tracked import track_for_eval
 from flap.evaluate import run
@@ -23,7 +24,7 @@ START, NUM_FRAMES = 100, 50  # frames 100..149 = 4.0 s .. 6.0 s at 25 fps
 
 
 def _cfg(video, out, request):
-    cfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
+    cfg = OmegaConf.load(CONFIG_DIR / "evaluate.yaml")
     cfg = OmegaConf.to_container(cfg, resolve=False)
     cfg.pop("hydra", None)
     cfg.update(video=str(video), out=str(out), request=str(request), print_table=False)
@@ -41,7 +42,7 @@ def real_clip(shared_data, tmp_path_factory):
     audio = load_audio(src)[a0 : a0 + int(round(NUM_FRAMES / fps * 16000))]
     d = tmp_path_factory.mktemp("eval_real")
     source = write_video(d / "source.mp4", frames, fps, audio=audio, crf=12)
-    tracker = resolve_tracker(OmegaConf.load(ROOT / "conf" / "evaluate.yaml").tracker.target)
+    tracker = resolve_tracker(OmegaConf.load(CONFIG_DIR / "evaluate.yaml").tracker.target)
     track_for_eval(source, tracker).coeffs.save(d / "request.npz")
     generated = write_video(d / "generated.mp4", frames, fps, audio=audio, crf=28)
     return d, generated

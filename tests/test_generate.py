@@ -14,7 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from flap.flame.coeffs import HeadCoeffs
-from flap.generate import PROJECT_ROOT, generate, rewrite_overrides
+from flap import CONFIG_DIR
+from flap.generate import PROJECT_ROOT, generate
 from flap.pipeline import tiny_random_pipeline
 
 SPEECH = "audio/ljspeech_LJ002-0020.wav"  # 1.5 s
@@ -29,15 +30,15 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def run(args: list[str]):
-    """Compose ``conf/generate.yaml`` with command-line style ``args`` and generate."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("generate", overrides=rewrite_overrides(args))
+    """Compose ``flap/conf/generate.yaml`` with command-line style ``args`` and generate."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("generate", overrides=args)
     return generate(cfg)
 
 
 def base_args(checkpoint, shared_data, out: Path) -> list[str]:
     return [f"checkpoint={checkpoint}", f"image={shared_data / PORTRAIT}", f"audio={shared_data / SPEECH}",
-            "steps=1", "guidance_scale=1.0", "progress=false", f"out={out}"]
+            "num_inference_steps=1", "guidance_scale=1.0", "progress=false", f"out={out}"]
 
 
 def describe_mp4(path: Path) -> dict:
@@ -76,12 +77,6 @@ def expected_frames(shared_data, fps: float = 25.0) -> int:
     return round(soundfile.info(str(shared_data / SPEECH)).duration * fps)
 
 
-# --------------------------------------------------------------------------------------- overrides
-def test_rewrite_overrides_aliases():
-    assert rewrite_overrides(["pose=nod.yaml", "audio=a.wav", "+pose=/x/y.yaml", "steps=3"]) == [
-        "pose_file=nod.yaml", "speech=a.wav", "+pose_file=/x/y.yaml", "steps=3"]
-
-
 # --------------------------------------------------------------------------------------- poses
 @pytest.mark.parametrize("pose", ["nod.yaml", "turn_left"])
 def test_bundled_pose_scripts(pose, checkpoint, shared_data, tmp_path):
@@ -102,7 +97,7 @@ def test_pose_script_from_absolute_path_with_cfg(checkpoint, shared_data, tmp_pa
     script.write_text("mode: fixed\nkeyframes:\n  - {t: 0.0, yaw: 20, pitch: -5}\n")
     out = tmp_path / "custom.mp4"
     run(base_args(checkpoint, shared_data, out) + [f"pose={script.resolve()}", "guidance_scale=2.0",
-                                                   "paste_back=false", "blinks_per_minute=0"])
+                                                   "paste=false", "blinks_per_minute=0"])
     info = check_output(out, expected_frames(shared_data))
     assert info["frames"] > 0
     pyr = HeadCoeffs.load(tmp_path / "custom.coeffs.npz").pose_degrees().numpy()
@@ -116,7 +111,7 @@ def test_video_driven_mode_uses_the_clip_motion_and_audio(checkpoint, shared_dat
     out = tmp_path / "driven.mp4"
     clip = shared_data / "video" / "grid" / "lbax4n.mpg"
     run([f"checkpoint={checkpoint}", f"image={shared_data / PORTRAIT}", f"driving_video={clip}",
-         "num_frames=10", "steps=1", "guidance_scale=1.0", "progress=false", f"out={out}"])
+         "num_frames=10", "num_inference_steps=1", "guidance_scale=1.0", "progress=false", f"out={out}"])
     check_output(out, 10)  # the GRID clip's own speech is the audio track
 
 

@@ -10,6 +10,7 @@ from diffusers import MotionAdapter, UNet2DConditionModel
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
+from flap import CONFIG_DIR
 from flap.models import (
     PARAMETER_GROUPS,
     DenoisingNet,
@@ -21,7 +22,7 @@ from flap.models import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / "flap_tiny.yaml"), resolve=True)
+TINY = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "flap_tiny.yaml"), resolve=True)
 B, F_, H = 2, 3, 8
 
 
@@ -359,7 +360,7 @@ def test_config_mapping_rejects_incompatible_adapter():
 def test_sd15_yaml_matches_sd15_constants():
     from flap.models import SD15_UNET_CONFIG
 
-    sd15 = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / "flap_sd15.yaml"), resolve=True)
+    sd15 = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "flap_sd15.yaml"), resolve=True)
     for key, value in sd15["unet"].items():
         assert SD15_UNET_CONFIG[key] == value, key
     assert sd15["_target_"] == TINY["_target_"] == "flap.models.build_flap_unets"

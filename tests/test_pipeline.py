@@ -147,7 +147,7 @@ def test_python_api_per_frame_yaw_override(pipe, shared_data):
 def test_python_api_audio_controls_and_paste_back(pipe, shared_data):
     audio = shared_data / "audio" / "ljspeech_LJ002-0020.wav"  # 1.5 s
     image = shared_data / "portraits" / "grid_sbia1a_frame.png"
-    out = pipe(image, audio=audio, controls={"pose_file": "turn_left", "blinks_per_minute": 30},
+    out = pipe(image, audio=audio, controls={"pose": "turn_left", "blinks_per_minute": 30},
                num_inference_steps=1, guidance_scale=1.0, paste=True, progress=False)
     import soundfile
 

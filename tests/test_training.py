@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from test_data_prepare import _one_thread  # noqa: F401  (autouse: one torch thread in this module)
 
+from flap import CONFIG_DIR
 from flap.data.datamodule import FLAPDataModule
 from flap.data.datasets import ImagePairDataset, VideoClipDataset, load_prepared_clips
 from flap.data.prepare import PrepareConfig, prepare_dataset
@@ -58,7 +59,7 @@ def tiny_vae():
 
 def tiny_unets(seed=0):
     torch.manual_seed(seed)
-    return instantiate(OmegaConf.load(ROOT / "conf" / "model" / "flap_tiny.yaml"))
+    return instantiate(OmegaConf.load(CONFIG_DIR / "model" / "flap_tiny.yaml"))
 
 
 def make_module(stage, **kw):
@@ -237,7 +238,7 @@ def test_hydra_three_stages_chain(prepared, tmp_path):
               "trainer.max_steps=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
               "logger=null", "callbacks=null", "data.batch_size=2"]
     for name, extra in (("stage1_motion", []), ("stage2_expression", []), ("stage3_video", ["data.num_frames=4"])):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[f"experiment={name}", *common, *extra,
                                               f"paths.output_dir={tmp_path / name}"])
         result = train(cfg)

@@ -60,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(config_path="../conf", config_name="track", version_base="1.3")
+@hydra.main(config_path="../flap/conf", config_name="track", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from flap.io import VideoReadError
     from flap.tracking import NoFaceError

@@ -4,7 +4,7 @@
   pose and expression sources, per-part scales, blinks).
 * :func:`apply_pose` / :func:`apply_pose_track`: per-frame pitch / yaw / roll overrides, modes
   ``replace``, ``overlay`` (``R = R_user @ R_source`` on SO(3)) and ``fixed``.
-* :func:`load_pose_script` / :class:`PoseScript`: YAML keyframe scripts (bundled in ``conf/pose/``).
+* :func:`load_pose_script` / :class:`PoseScript`: YAML keyframe scripts (bundled in ``flap/control/poses/``).
 * :func:`blink_track` / :func:`apply_blinks`: blinks at a chosen rate.
 * :func:`load_coeffs`, :func:`fit_length`, :func:`mix_pose_expression`, :func:`scale_parts`: sources
   and mixing.

@@ -10,9 +10,6 @@ Sec. 5.6.1). Steps, in order:
 4. ``pose``: a pose script (bundled name such as ``nod``, a path, a mapping or a
    :class:`~flap.control.script.PoseScript`) applied with the script's mode (replace / overlay /
    fixed). ``None`` leaves the pose alone (so does the bundled ``none``: a zero overlay).
-   ``pose_file`` (a path), when set, is used instead of ``pose``: with Hydra, ``conf/pose/`` is a
-   config group, so ``pose=nod`` selects a bundled script (``cfg.pose`` is then the script's
-   mapping) and ``pose_file=/any/script.yaml`` names any other file.
 5. Eyelids: ``eyelids="audio"`` keeps the source's eyelids; otherwise ``blinks_per_minute`` (a
    number ≥ 0, 0 = no blinks) writes blink eyelids with ``seed``; ``None`` keeps the source's.
 
@@ -44,7 +41,6 @@ class ControlConfig:
 
     Attributes:
         pose: pose script (name, path, mapping, PoseScript) or ``None``.
-        pose_file: path of a pose script; overrides ``pose`` when set.
         pose_from: source of the head motion, ``None``/``"audio"`` = the input coefficients.
         expression_from: source of the expression, ``None``/``"audio"`` = the input coefficients.
         extend: ``"hold"`` or ``"loop"`` a source shorter than the input.
@@ -56,7 +52,6 @@ class ControlConfig:
     """
 
     pose: Any = None
-    pose_file: str | None = None
     pose_from: Any = None
     expression_from: Any = None
     extend: str = "hold"
@@ -69,12 +64,11 @@ class ControlConfig:
     seed: int = 0
 
     def pose_script(self) -> PoseScript | None:
-        """The pose script to apply (``pose_file`` if set, else ``pose``), loaded and validated, or ``None``.
+        """The pose script to apply (``pose``), loaded and validated, or ``None``.
 
         Call it early to fail fast on a bad script (raises like :func:`load_pose_script`).
         """
-        pose = self.pose_file if self.pose_file is not None else self.pose
-        return None if pose is None else load_pose_script(pose)
+        return None if self.pose is None else load_pose_script(self.pose)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None, strict: bool = True) -> ControlConfig:

@@ -1,6 +1,6 @@
 """Pose scripts: YAML keyframes of head pitch / yaw / roll (degrees) sampled per frame.
 
-A script (bundled in ``conf/pose/`` or any path) looks like::
+A script (bundled in ``flap/control/poses/`` or any path) looks like::
 
     description: nod twice a second      # optional free text
     mode: overlay                        # replace | overlay | fixed (see flap.control.pose)
@@ -47,8 +47,8 @@ __all__ = [
     "load_pose_script",
 ]
 
-#: Folder of the bundled scripts (``conf/pose/`` at the project root).
-POSE_DIR = Path(__file__).resolve().parents[2] / "conf" / "pose"
+#: Folder of the bundled scripts (``flap/control/poses/``, package data).
+POSE_DIR = Path(__file__).resolve().parent / "poses"
 EASINGS = ("linear", "ease-in-out", "hold")
 SCRIPT_MODES = ("replace", "overlay", "fixed")
 _SCRIPT_KEYS = {"name", "description", "mode", "repeat", "easing", "keyframes"}
@@ -163,7 +163,7 @@ def _interpolate(times: np.ndarray, key_t: np.ndarray, key_v: np.ndarray, keys) 
 
 # --------------------------------------------------------------------------- loading / validation
 def bundled_pose_scripts() -> list[str]:
-    """Names of the scripts shipped in ``conf/pose/`` (without ``.yaml``)."""
+    """Names of the scripts shipped in ``flap/control/poses/`` (without ``.yaml``)."""
     return sorted(p.stem for p in POSE_DIR.glob("*.yaml"))
 
 
@@ -187,7 +187,7 @@ def load_pose_script(script) -> PoseScript:
 
     Args:
         script: a :class:`PoseScript` (returned as is), a ``dict`` / OmegaConf ``DictConfig`` with
-            the script keys, or a ``str`` / ``Path``: an existing file, else a name in ``conf/pose/``.
+            the script keys, or a ``str`` / ``Path``: an existing file, else a name in ``flap/control/poses/``.
 
     Raises:
         FileNotFoundError: neither a file nor a bundled name (the message lists the bundled ones).

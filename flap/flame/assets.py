@@ -1,7 +1,7 @@
 """Finding and reading FLAME assets: the model file, landmark embeddings and the sample mesh.
 
 Search order for the model (:func:`find_flame_model`): an explicit path; else, in the FLAME
-folder (``$FLAP_FLAME_DIR`` or the repository's ``flame_assets/``), ``generic_model.pkl`` (FLAME 2020),
+folder (:func:`flame_dir`), ``generic_model.pkl`` (FLAME 2020),
 ``flame2023_Open.pkl``, ``flame2023.pkl``, ``FLAME2020/generic_model.pkl``; else the FLAME-format proxy
 (:mod:`flap.flame.proxy`), built on demand.
 """
@@ -45,11 +45,16 @@ REQUIRED_KEYS = {
 
 
 def flame_dir() -> Path:
-    """The FLAME asset folder: ``$FLAP_FLAME_DIR`` or ``<repository>/flame_assets``."""
+    """The FLAME asset folder: ``$FLAP_FLAME_DIR``; else ``<repository>/flame_assets`` in a source
+    checkout; else (an installed package) ``$XDG_CACHE_HOME/flap/flame_assets`` (``~/.cache/...``)."""
     env = os.environ.get("FLAP_FLAME_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "flame_assets"
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "flame_assets").is_dir() and (checkout / "setup.cfg").is_file():
+        return checkout / "flame_assets"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "flap" / "flame_assets"
 
 
 def find_flame_model(path: str | os.PathLike | None = None) -> Path:

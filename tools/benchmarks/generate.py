@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
+CONFIG_DIR = ROOT / "flap" / "conf"
 SPEECH = SHARED / "audio" / "librispeech_1088-134315-0000.wav"
 PORTRAIT = SHARED / "portraits" / "grid_bbaf2n_frame.png"
 
@@ -37,7 +38,7 @@ def _child(seconds: float, size: int, steps: int, guidance: float, workdir: Path
     from hydra import compose, initialize_config_dir
 
     from flap.audio.io import load_audio
-    from flap.generate import generate, rewrite_overrides
+    from flap.generate import generate
     from flap.pipeline import tiny_random_pipeline
 
     torch.set_num_threads(1)
@@ -49,10 +50,10 @@ def _child(seconds: float, size: int, steps: int, guidance: float, workdir: Path
     wav = workdir / f"speech_{seconds:g}s.wav"
     soundfile.write(wav, np.resize(speech, n), 16000)
     out = workdir / f"out_{seconds:g}s.mp4"
-    args = [f"checkpoint={ckpt}", f"image={PORTRAIT}", f"audio={wav}", f"steps={steps}",
-            f"guidance_scale={guidance}", "progress=false", "paste_back=true", f"out={out}"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("generate", overrides=rewrite_overrides(args))
+    args = [f"checkpoint={ckpt}", f"image={PORTRAIT}", f"audio={wav}", f"num_inference_steps={steps}",
+            f"guidance_scale={guidance}", "progress=false", "paste=true", f"out={out}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("generate", overrides=args)
     start = time.perf_counter()
     result = generate(cfg)
     wall = time.perf_counter() - start
@@ -88,7 +89,7 @@ def run(size: int = 128, steps: int = 1, guidance: float = 2.0, short_s: float =
     ratio = long["peak_rss_mib"] / short["peak_rss_mib"]
     return {
         "config": {"image_size": size, "steps": steps, "guidance_scale": guidance, "window": 16, "overlap": 4,
-                   "model": "conf/model/flap_tiny.yaml (random weights) + tiny VAE"},
+                   "model": "flap/conf/model/flap_tiny.yaml (random weights) + tiny VAE"},
         "short": short,
         "long": long,
         "peak_memory_ratio": round(ratio, 3),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+CONFIG_DIR = ROOT / "flap" / "conf"
 
 
 def _module(stage: int, checkpointing: bool):
@@ -30,7 +31,7 @@ def _module(stage: int, checkpointing: bool):
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(16, 32, 64, 64), down_block_types=["DownEncoderBlock2D"] * 4,
                         up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=8, sample_size=128)
-    unets = instantiate(OmegaConf.load(ROOT / "conf" / "model" / "flap_tiny.yaml"))
+    unets = instantiate(OmegaConf.load(CONFIG_DIR / "model" / "flap_tiny.yaml"))
     return FLAPLitModule(stage, unets=unets, vae=vae, gradient_checkpointing=checkpointing)
 
 
