@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast demo proxy preview benchmark lint clean
+.PHONY: install test test-fast wheel-test demo proxy preview benchmark lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ test: install
 # Quick loop while developing: skips the tests marked slow (real-clip sweeps, DDP, the demo run).
 test-fast: install
 	$(PY) -m pytest -m "not slow and not benchmark" $(PYTEST_ARGS)
+
+# Build a wheel, install it into a fresh venv outside the checkout, run generate + evaluate (CI runs this).
+wheel-test: install
+	PY=$(abspath $(PY)) bash .ci/wheel_test
 
 demo: install
 	$(PY) -m flap.generate $(ARGS)
