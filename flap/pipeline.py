@@ -1,6 +1,6 @@
 """`FLAPPipeline`: portrait + speech (or a driving video, or coefficients) → talking-head frames.
 
-Inference data flow of DESIGN.md (paper Sec. 4, Fig. 2)::
+Inference data flow of docs/DESIGN.md (paper Sec. 4, Fig. 2)::
 
     portrait → face crop (MediaPipe) → VAE encode → ReferenceNet (once)
     speech → Audio2Flame ─┐

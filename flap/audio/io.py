@@ -28,7 +28,7 @@ class AudioError(ValueError):
 def num_frames_for(num_samples: int, sr: int, fps: float = DEFAULT_FPS) -> int:
     """Number of video frames covering ``num_samples`` samples at ``sr`` Hz: ``round(duration_s * fps)``.
 
-    This is the single place FLAP turns an audio length into a frame count (DESIGN.md conventions).
+    This is the single place FLAP turns an audio length into a frame count (docs/DESIGN.md conventions).
     """
     return int(round(num_samples * float(fps) / float(sr)))
 

@@ -1,6 +1,6 @@
 """`apply_controls`: one call that turns audio-generated (or tracked) coefficients into the final condition.
 
-This is the user-edit box of the data flow in DESIGN.md (paper Sec. 4.1, Fig. 1, Fig. 4,
+This is the user-edit box of the data flow in docs/DESIGN.md (paper Sec. 4.1, Fig. 1, Fig. 4,
 Sec. 5.6.1). Steps, in order:
 
 1. ``pose_from``: head motion (``global_rot``) taken from another source (resampled to the input's

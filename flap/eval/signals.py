@@ -18,7 +18,7 @@ __all__ = [
     "landmark_jitter",
 ]
 
-# iBUG-68 indices (DESIGN.md: 36-47 eyes, 48-67 mouth)
+# iBUG-68 indices (docs/DESIGN.md: 36-47 eyes, 48-67 mouth)
 _OUTER_EYE_CORNERS = (36, 45)
 _INNER_LIP_TOP, _INNER_LIP_BOTTOM = (61, 62, 63), (67, 66, 65)
 _MOUTH_CORNERS = (48, 54)

@@ -1,6 +1,6 @@
 """Local-only weight loading for the evaluation metrics; a missing file means "skipped", not a crash.
 
-FLAP never downloads weights (DESIGN.md). Each learned metric names the config key that points at
+FLAP never downloads weights (docs/DESIGN.md). Each learned metric names the config key that points at
 its weights (for example ``metrics.fid.weights``); when that key is empty or the file does not
 exist, the metric raises :class:`MetricSkipped` and the report lists it as skipped with the key.
 """

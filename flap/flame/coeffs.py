@@ -32,7 +32,7 @@ from flap.flame.rotations import (
 
 __all__ = ["HeadCoeffs", "SLICES", "COND_DIM", "C_MOTION_DIM", "C_EXP_DIM", "DEFAULT_FPS"]
 
-#: Named slices of the 120-number condition (DESIGN.md).
+#: Named slices of the 120-number condition (docs/DESIGN.md).
 SLICES: dict[str, slice] = {
     "global_rot": slice(0, 3),
     "eyes": slice(3, 15),

@@ -1,7 +1,7 @@
 """Atomic file output: write to a temporary file in the destination folder, then rename.
 
 A failure (exception, Ctrl-C) inside :func:`atomic_output` removes the temporary file, so a
-half-written file never appears under the final name (DESIGN.md, "Conventions").
+half-written file never appears under the final name (docs/DESIGN.md, "Conventions").
 """
 
 from __future__ import annotations

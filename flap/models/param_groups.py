@@ -21,7 +21,7 @@ __all__ = ["PARAMETER_GROUPS", "STAGE_TRAINABLE_GROUPS", "parameter_group", "set
 
 PARAMETER_GROUPS = ("head_motion", "spatial", "expression", "temporal", "base")
 
-#: Suggested trainable groups per training stage (DESIGN.md table): stage 1 trains the UNets and the
+#: Suggested trainable groups per training stage (docs/DESIGN.md table): stage 1 trains the UNets and the
 #: head-motion layers, stage 2 everything but the head-motion layers and the temporal layers
 #: (image pairs), stage 3 the temporal layers only.
 STAGE_TRAINABLE_GROUPS: dict[int, tuple[str, ...]] = {

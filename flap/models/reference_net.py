@@ -149,7 +149,7 @@ class ReferenceNet(UNet2DConditionModel):
         return all(isinstance(p, ReferenceRecordAttnProcessor) for p in self.attn_processors.values())
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        """``{"spatial": all parameters}`` (the reference path; see DESIGN.md training stages)."""
+        """``{"spatial": all parameters}`` (the reference path; see docs/DESIGN.md training stages)."""
         return {"spatial": list(self.parameters())}
 
     def forward(

@@ -1,6 +1,6 @@
 """Progressively Focused Training of FLAP's dual UNet as a LightningModule (paper Sec. 4.3, 5.1, A.4).
 
-One module, three stages (DESIGN.md stage table):
+One module, three stages (docs/DESIGN.md stage table):
 
 | stage | batch                         | conditions fed                  | trainable groups                   |
 |-------|-------------------------------|---------------------------------|------------------------------------|
