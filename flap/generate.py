@@ -22,6 +22,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from flap.io.formats import SAMPLE_RATE
+
 __all__ = ["generate", "resolve_path", "main", "PROJECT_ROOT"]
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
         window=int(cfg.window), overlap=int(cfg.overlap), generator=generator, paste=bool(cfg.paste),
         progress=bool(cfg.progress), strength=float(cfg.get("strength", 1.0)),
     )
-    write_video(out, frames, final.fps, audio=speech, sample_rate=16000, inputs=inputs)
+    write_video(out, frames, final.fps, audio=speech, sample_rate=SAMPLE_RATE, inputs=inputs)
     try:
         final.save(coeffs_out)
     except BaseException:

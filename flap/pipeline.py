@@ -19,7 +19,7 @@ Classifier-free guidance (Sec. 4.3): the unconditional branch replaces both ``c_
 
 from __future__ import annotations
 
-import math
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,47 +31,18 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from flap import CONFIG_DIR
+from flap.audio.io import fit_audio, load_audio
+from flap.audio.model import Audio2Flame
+from flap.control import ControlConfig, apply_controls, fit_length, load_coeffs
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
+from flap.io import probe_video, read_audio_track
+from flap.io.formats import SAMPLE_RATE
 from flap.models.denoising_net import DenoisingNet
 from flap.models.reference_net import ReferenceFeatures, ReferenceNet
+from flap.portrait import PortraitCrop, crop_portrait, load_portrait, paste_back
+from flap.windows import temporal_windows, window_weights
 
-__all__ = [
-    "FLAPPipeline",
-    "FLAPPipelineOutput",
-    "NoFaceError",
-    "PortraitCrop",
-    "load_portrait",
-    "crop_portrait",
-    "paste_back",
-    "temporal_windows",
-    "window_weights",
-    "fit_audio",
-    "track_driving_video",
-    "ddim_scheduler",
-    "tiny_random_pipeline",
-]
-
-SAMPLE_RATE = 16000
-
-
-class NoFaceError(ValueError):
-    """The portrait has no face MediaPipe can find."""
-
-
-@dataclass
-class PortraitCrop:
-    """A square face crop of a portrait.
-
-    Attributes:
-        image: ``uint8 (H, W, 3)`` RGB original.
-        crop: ``uint8 (S, S, 3)`` RGB crop fed to the VAE.
-        box: ``(cx, cy, side)`` of the square in original pixels.
-    """
-
-    image: np.ndarray
-    crop: np.ndarray
-    box: tuple[float, float, float]
+__all__ = ["FLAPPipeline", "FLAPPipelineOutput"]
 
 
 @dataclass
@@ -92,150 +63,6 @@ class FLAPPipelineOutput(BaseOutput):
     fps: float
     audio: np.ndarray | None
     sample_rate: int = SAMPLE_RATE
-
-
-# ---------------------------------------------------------------------------------------- portrait
-def load_portrait(image: str | os.PathLike | np.ndarray | Any) -> np.ndarray:
-    """Read a portrait as ``uint8 (H, W, 3)`` RGB.
-
-    Args:
-        image: a path (any format OpenCV reads), a ``uint8 (H, W, 3)`` RGB array, or a PIL image.
-
-    Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: unreadable / not an image, or an array of the wrong shape or dtype.
-    """
-    import cv2
-
-    if isinstance(image, str | os.PathLike):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"portrait image {str(path)!r}: no such file")
-        data = np.fromfile(path, dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if bgr is None:
-            raise ValueError(f"portrait image {str(path)!r}: cannot decode it as an image (expected PNG/JPEG/...)")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if hasattr(image, "convert") and not isinstance(image, np.ndarray):  # PIL
-        image = np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"portrait image: expected uint8 (H, W, 3) RGB, got {arr.dtype} {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
-def crop_portrait(image: np.ndarray, size: int, scale: float = 1.8, detector=None, name: str = "portrait") -> PortraitCrop:
-    """Square face crop of a portrait with :mod:`flap.data.crop` (the training crop, paper Sec. 5.1).
-
-    Args:
-        image: ``uint8 (H, W, 3)`` RGB.
-        size: crop side in pixels (the VAE's ``sample_size``).
-        scale: crop side / face-box side (as the training data).
-        detector: ``frame -> (x0, y0, w, h) | None``; default MediaPipe face detection, full
-            range model first, then the short-range one (close-ups).
-        name: how errors call the image (e.g. its path).
-
-    Raises:
-        NoFaceError: no face found.
-    """
-    from flap.data.crop import crop_frames, head_box
-
-    face = detector(image) if detector is not None else _detect_face(image)
-    if face is None:
-        raise NoFaceError(
-            f"{name}: no face found (MediaPipe face detection); expected a portrait with one visible, "
-            "roughly frontal face"
-        )
-    box = head_box(face, scale=scale)
-    crop = crop_frames(image[None], np.asarray([box]), size)[0]
-    return PortraitCrop(image=image, crop=crop, box=tuple(float(v) for v in box))
-
-
-def _detect_face(image: np.ndarray):
-    """Largest MediaPipe face box ``(x0, y0, w, h)`` with the full-range model, else the short-range one."""
-    from flap.data.crop import MediaPipeFaceDetector
-
-    for model_selection in (1, 0):
-        detector = MediaPipeFaceDetector(model_selection=model_selection)
-        try:
-            face = detector(image)
-        finally:
-            detector.close()
-        if face is not None:
-            return face
-    return None
-
-
-def paste_back(crop_frames: np.ndarray, portrait: PortraitCrop, feather: float = 0.1) -> np.ndarray:
-    """Paste generated crops into the original portrait (inverse of :func:`crop_portrait`).
-
-    Args:
-        crop_frames: ``uint8 (T, S, S, 3)`` generated crops.
-        portrait: the crop they were generated from.
-        feather: width of the soft blending border, as a fraction of the crop side.
-
-    Returns:
-        ``uint8 (T, H, W, 3)`` frames of the original size.
-    """
-    import cv2
-
-    h, w = portrait.image.shape[:2]
-    cx, cy, side = portrait.box
-    s = crop_frames.shape[1]
-    k = side / s  # original px per crop px
-    m = np.array([[k, 0, cx - side / 2], [0, k, cy - side / 2]], dtype=np.float64)
-    ramp = np.clip(np.minimum(np.arange(s) + 0.5, s - np.arange(s) - 0.5) / max(feather * s, 1e-6), 0, 1)
-    mask = np.minimum.outer(ramp, ramp).astype(np.float32)
-    alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-    base = portrait.image.astype(np.float32)
-    out = np.empty((len(crop_frames), h, w, 3), dtype=np.uint8)
-    for i, frame in enumerate(crop_frames):
-        warped = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out[i] = np.clip(alpha * warped + (1 - alpha) * base + 0.5, 0, 255).astype(np.uint8)
-    return out
-
-
-# ---------------------------------------------------------------------------------------- windows
-def temporal_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """Half-open frame ranges ``[(start, end), ...]`` covering ``num_frames`` with overlapping windows.
-
-    Windows have ``window`` frames (fewer only when the video is shorter), consecutive windows
-    overlap by at least ``overlap`` frames, and the last one ends at ``num_frames``.
-
-    Raises:
-        ValueError: ``window < 1`` or ``overlap`` not in ``[0, window)``.
-    """
-    if window < 1 or not 0 <= overlap < window:
-        raise ValueError(f"temporal_windows: need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
-    if num_frames <= window:
-        return [(0, num_frames)]
-    stride = window - overlap
-    n = math.ceil((num_frames - window) / stride) + 1
-    starts = [min(i * stride, num_frames - window) for i in range(n)]
-    return [(s, s + window) for s in starts]
-
-
-def window_weights(length: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
-    """``(length,)`` blending weights of one window: linear ramps over ``overlap`` frames at inner edges.
-
-    Weights are in ``(0, 1]``; the ramp of a window and its neighbour's sum to a constant across
-    an overlap, so the blend is a cross-fade.
-    """
-    w = torch.ones(length, dtype=torch.float64)
-    if overlap > 0:
-        ramp = (torch.arange(overlap, dtype=torch.float64) + 1) / (overlap + 1)
-        n = min(overlap, length)
-        if not first:
-            w[:n] = torch.minimum(w[:n], ramp[:n])
-        if not last:
-            w[length - n:] = torch.minimum(w[length - n:], ramp[:n].flip(0))
-    return w
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="win", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------- pipeline
@@ -298,10 +125,9 @@ class FLAPPipeline(DiffusionPipeline):
         Raises:
             FileNotFoundError: the folder, its ``model_index.json`` or a component sub-folder is missing.
         """
-        import json
-
-        from flap.audio.model import Audio2Flame
-
+        if isinstance(torch_dtype, str):
+            torch_dtype = getattr(torch, torch_dtype)
+        unets = ("reference_net", "denoising_net")
         classes = {"vae": AutoencoderKL, "reference_net": ReferenceNet, "denoising_net": DenoisingNet,
                    "scheduler": DDIMScheduler, "audio2flame": Audio2Flame}
         root = Path(pretrained_model_name_or_path)
@@ -326,15 +152,19 @@ class FLAPPipeline(DiffusionPipeline):
             sub = root / name
             if not sub.is_dir():
                 raise FileNotFoundError(f"FLAP checkpoint {str(root)!r}: component folder {name}/ is missing")
-            components[name] = cls_obj.from_pretrained(sub)
+            if cls_obj is DDIMScheduler:
+                components[name] = cls_obj.from_pretrained(sub)
+            else:  # low_cpu_mem_usage needs accelerate (not a dependency); the UNets load in torch_dtype
+                dtype = {"torch_dtype": torch_dtype} if name in unets and torch_dtype is not None else {}
+                components[name] = cls_obj.from_pretrained(sub, low_cpu_mem_usage=False, **dtype)
         if kwargs:
             raise TypeError(f"FLAPPipeline.from_pretrained: unexpected arguments {sorted(kwargs)}")
         pipe = cls(**components)
-        if isinstance(torch_dtype, str):
-            torch_dtype = getattr(torch, torch_dtype)
-        for name in ("reference_net", "denoising_net"):
-            getattr(pipe, name).to(device=device, dtype=torch_dtype).eval()
-        for name in ("vae", "audio2flame"):
+        for name in unets:
+            net = getattr(pipe, name)
+            if torch_dtype is not None and net.dtype != torch_dtype:  # a component given as an argument
+                net.to(dtype=torch_dtype)
+        for name in ("vae", "audio2flame", *unets):
             if getattr(pipe, name) is not None:
                 getattr(pipe, name).to(device=device).eval()
         return pipe
@@ -346,15 +176,11 @@ class FLAPPipeline(DiffusionPipeline):
         size = self.vae.config.sample_size
         return int(size[0] if isinstance(size, list | tuple) else size)
 
-    @property
-    def _device(self) -> torch.device:
-        return next(self.denoising_net.parameters()).device
-
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
     def encode_latent(self, crop: np.ndarray) -> torch.Tensor:
         """VAE latent ``(1, C, h, w)`` of a ``uint8 (S, S, 3)`` crop (posterior mean × ``scaling_factor``)."""
-        x = torch.from_numpy(crop).permute(2, 0, 1)[None].to(self._device, self.vae.dtype) / 127.5 - 1.0
+        x = torch.from_numpy(crop).permute(2, 0, 1)[None].to(self._execution_device, self.vae.dtype) / 127.5 - 1.0
         return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
 
     @torch.no_grad()
@@ -378,14 +204,12 @@ class FLAPPipeline(DiffusionPipeline):
         Raises:
             ValueError: no source, or audio-driven mode without an ``audio2flame`` component.
         """
-        from flap.control import fit_length, load_coeffs
-
         if num_frames is None and audio is not None:
             num_frames = max(1, round(len(audio) / SAMPLE_RATE * fps))
         if coeffs is not None:
             src = load_coeffs(coeffs, fps)
         elif driving_video is not None:
-            src = track_driving_video(driving_video, max_frames=num_frames)
+            src = load_coeffs(driving_video, max_frames=num_frames, name="driving video")
         elif audio is not None:
             if self.audio2flame is None:
                 raise ValueError("FLAPPipeline: audio-driven generation needs an audio2flame component "
@@ -433,7 +257,7 @@ class FLAPPipeline(DiffusionPipeline):
             Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
         """
         net = self.denoising_net
-        device = self._device
+        device = self._execution_device
         t_frames = coeffs.num_frames
         max_len = int(net.config.motion_max_seq_length)
         if window > max_len:
@@ -458,7 +282,9 @@ class FLAPPipeline(DiffusionPipeline):
         weights = [window_weights(e - s, overlap, i == 0, i == len(windows) - 1).to(device)
                    for i, (s, e) in enumerate(windows)]
         cfg = guidance_scale != 1.0
-        bar = _progress(len(windows) * len(timesteps), progress, "FLAP denoising")
+        self.set_progress_bar_config(**{"desc": "FLAP denoising", "unit": "win", "dynamic_ncols": True,
+                                        **getattr(self, "_progress_bar_config", {}), "disable": not progress})
+        bar = self.progress_bar(total=len(windows) * len(timesteps))
         try:
             for step, t in enumerate(timesteps):
                 eps_sum = torch.zeros_like(latents, dtype=torch.float64)
@@ -531,21 +357,15 @@ class FLAPPipeline(DiffusionPipeline):
             FileNotFoundError, ValueError: unreadable image, no face (:class:`NoFaceError`), bad
                 audio, bad pose script or controls (messages name the file / key).
         """
-        from flap.control import ControlConfig, apply_controls
-
         name = str(image) if isinstance(image, str | os.PathLike) else "portrait"
         config = controls if isinstance(controls, ControlConfig) else ControlConfig.from_mapping(controls)
         config.pose_script()  # a bad pose script fails here, before the heavy work
         portrait = crop_portrait(load_portrait(image), self.image_size, scale=crop_scale, name=name)
         speech = None
         if audio is not None:
-            from flap.audio.io import load_audio
-
             speech = audio if isinstance(audio, np.ndarray) else load_audio(audio)
             speech = np.asarray(speech, dtype=np.float32).reshape(-1)
         elif driving_video is not None:
-            from flap.io import probe_video, read_audio_track
-
             if probe_video(driving_video).has_audio:
                 speech = read_audio_track(driving_video, sample_rate=SAMPLE_RATE)
         base = self.coefficients(speech, coeffs, driving_video, fps, num_frames)
@@ -632,59 +452,3 @@ class FLAPPipeline(DiffusionPipeline):
                                                 overlap, generator, paste, progress=progress,
                                                 strength=strength)))
         return FLAPPipelineOutput(frames=frames, coeffs=final, fps=float(fps), audio=speech)
-
-
-def track_driving_video(path: str | os.PathLike, max_frames: int | None = None) -> HeadCoeffs:
-    """FLAME coefficients ``(T, 120)`` of a talking-head video at its own fps (:func:`flap.tracking.track_video`).
-
-    ``max_frames`` tracks only the first frames (``None`` = all).
-
-    A ``.npz`` / ``.safetensors`` file of coefficients (e.g. written by ``tools/track_flame.py``)
-    is loaded instead of tracked.
-
-    Raises:
-        FileNotFoundError: missing file. flap.io.VideoReadError: unreadable video.
-        flap.tracking.NoFaceError: no face in the video.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"driving video {str(path)!r}: no such file")
-    if path.suffix.lower() in (".npz", ".safetensors"):
-        return HeadCoeffs.load(path)
-    from flap.tracking import track_video
-
-    return track_video(path, max_frames=max_frames).coeffs
-
-
-def fit_audio(audio: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Trim or zero-pad ``float32 (N,)`` audio to ``round(seconds * sample_rate)`` samples."""
-    n = int(round(seconds * sample_rate))
-    audio = np.asarray(audio, dtype=np.float32)[:n]
-    return np.pad(audio, (0, n - len(audio))) if len(audio) < n else audio
-
-
-def ddim_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "scaled_linear",
-                   beta_start: float = 0.00085, beta_end: float = 0.012) -> DDIMScheduler:
-    """DDIM sampler matching the training noise schedule (``FLAPLitModule`` defaults = SD 1.5's)."""
-    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                         beta_start=beta_start, beta_end=beta_end, clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
-
-
-def tiny_random_pipeline(seed: int = 0, audio2flame: bool = True, image_size: int = 128) -> FLAPPipeline:
-    """A randomly initialised pipeline at the tiny sizes (``conf/model/flap_tiny.yaml``, tiny VAE).
-
-    For tests and benchmarks: it runs the whole data flow fast on a CPU; its frames are noise.
-    ``image_size`` is the face-crop side in pixels (latent side = ``image_size / 8``).
-    """
-    import hydra
-    from omegaconf import OmegaConf
-
-    from flap.audio.model import Audio2Flame
-    from flap.training.vae import build_vae
-
-    torch.manual_seed(seed)
-    conf = CONFIG_DIR / "model" / "flap_tiny.yaml"
-    nets = hydra.utils.instantiate(OmegaConf.load(conf))
-    return FLAPPipeline(build_vae({"sample_size": image_size}), nets.reference_net, nets.denoising_net, ddim_scheduler(),
-                        Audio2Flame() if audio2flame else None)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from flap.flame.coeffs import HeadCoeffs
 from flap import CONFIG_DIR
+from flap.flame.coeffs import HeadCoeffs
 from flap.generate import PROJECT_ROOT, generate
-from flap.pipeline import tiny_random_pipeline
+from flap.testing import tiny_random_pipeline
 
 SPEECH = "audio/ljspeech_LJ002-0020.wav"  # 1.5 s
 PORTRAIT = "portraits/grid_bbaf2n_frame.png"
@@ -162,3 +162,19 @@ def test_command_line_error_exit_status_and_message(shared_data, tmp_path):
     assert proc.returncode == 1
     assert "flap.generate: error:" in proc.stderr and "missing" in proc.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_command_line_stderr_is_only_the_progress_bar(checkpoint, shared_data, tmp_path):
+    """A clean `python -m flap.generate` run writes nothing to stderr but its progress bar: no
+    accelerate / float32 notices from diffusers, no MediaPipe / TFLite C++ logs, no protobuf warnings."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flap.generate", "num_frames=4", "progress=true", f"hydra.run.dir={tmp_path / 'run'}",
+         *(a for a in base_args(checkpoint, shared_data, tmp_path / "o.mp4") if not a.startswith("progress="))],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln.strip() for ln in proc.stderr.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines, "expected the progress bar on stderr"
+    assert all(ln.startswith("FLAP denoising") for ln in lines), proc.stderr
+    assert "generating 4 frames" in proc.stdout and "wrote" in proc.stdout

@@ -6,20 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from flap.audio.io import fit_audio
 from flap.control import apply_pose
 from flap.flame.coeffs import HeadCoeffs
-from flap.pipeline import (
-    FLAPPipeline,
-    NoFaceError,
-    PortraitCrop,
-    crop_portrait,
-    fit_audio,
-    load_portrait,
-    paste_back,
-    temporal_windows,
-    tiny_random_pipeline,
-    window_weights,
-)
+from flap.pipeline import FLAPPipeline
+from flap.portrait import PortraitCrop, crop_portrait, load_portrait, paste_back
+from flap.testing import tiny_random_pipeline
+from flap.tracking import NoFaceError
+from flap.windows import temporal_windows, window_weights
 
 SIZE = 64  # face-crop side of the test pipelines (8 x 8 latents): fast on a CPU
 

@@ -10,7 +10,7 @@ demo recipe in the README).
 ``--unets`` is a training-stage output (``reference_net/`` + ``denoising_net/``, see
 :func:`flap.training.lit_module.load_stage_output`). The folder is written under a temporary name
 and renamed, so it is complete or absent; an existing ``--out`` is replaced only with ``--force``.
-The DDIM scheduler matches the training noise schedule (:func:`flap.pipeline.ddim_scheduler`).
+The DDIM scheduler matches the training noise schedule (:func:`flap.models.scheduling.ddim_scheduler`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def assemble(vae: Path, unets: Path, audio2flame: Path | None, out: Path, force:
     from diffusers import AutoencoderKL
 
     from flap.audio.model import Audio2Flame
-    from flap.pipeline import FLAPPipeline, ddim_scheduler
+    from flap.models.scheduling import ddim_scheduler
+    from flap.pipeline import FLAPPipeline
     from flap.training.lit_module import load_stage_output
 
     if out.exists() and not force:

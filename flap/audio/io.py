@@ -1,7 +1,7 @@
 """Load any audio (or the audio track of a video) as float32 mono at a fixed sample rate.
 
 Decoding tries libsndfile (wav, flac, ogg, mp3 through `soundfile`, resampled with soxr, the
-resampler librosa uses) first and :func:`flap.io.audio.read_audio_track` (PyAV/FFmpeg: m4a, aac, mp2,
+resampler librosa uses) first and :func:`flap.io.audio_track.read_audio_track` (PyAV/FFmpeg: m4a, aac, mp2,
 the audio stream of mp4/mpg/mkv ...) second. Channels are averaged to mono.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from flap.flame.coeffs import DEFAULT_FPS
+from flap.io.audio_track import read_audio_track
+from flap.io.formats import SAMPLE_RATE
+from flap.io.video import VideoReadError
 
 __all__ = ["AudioError", "load_audio", "num_frames_for", "SAMPLE_RATE"]
-
-#: Sample rate of every audio signal inside FLAP (Hz).
-SAMPLE_RATE = 16000
 
 
 class AudioError(ValueError):
@@ -41,9 +41,6 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _decode_pyav(path: Path, sr: int) -> tuple[np.ndarray, int]:
-    from flap.io.audio import read_audio_track
-    from flap.io.video import VideoReadError
-
     try:
         return read_audio_track(path, sample_rate=sr), sr
     except VideoReadError as exc:
@@ -97,3 +94,10 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = D
         audio = soxr.resample(audio, rate, sr, quality="HQ")
         audio = audio[:n_out] if audio.shape[0] >= n_out else np.pad(audio, (0, n_out - audio.shape[0]))
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def fit_audio(audio: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Trim or zero-pad ``float32 (N,)`` audio to ``round(seconds * sample_rate)`` samples."""
+    n = int(round(seconds * sample_rate))
+    audio = np.asarray(audio, dtype=np.float32)[:n]
+    return np.pad(audio, (0, n - len(audio))) if len(audio) < n else audio

@@ -19,6 +19,7 @@ import torch
 from flap.control.pose import apply_pose_track
 from flap.control.script import load_pose_script
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
+from flap.io.formats import SAMPLE_RATE
 from flap.render import frame_mesh, mesh_framing, render_mesh
 
 __all__ = ["coeffs_vertices", "iter_preview_frames", "script_coeffs", "write_preview"]
@@ -122,7 +123,7 @@ def write_preview(
     model=None,
     size: tuple[int, int] = (256, 256),
     audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     inputs=(),
     **kwargs,
 ) -> Path:

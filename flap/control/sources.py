@@ -15,6 +15,7 @@ import torch
 
 from flap.control.pose import scale_rotation
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, COND_DIM, SLICES, HeadCoeffs
+from flap.io.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = [
     "COEFF_SUFFIXES",
@@ -26,11 +27,10 @@ __all__ = [
 ]
 
 COEFF_SUFFIXES = (".npz", ".safetensors")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
 
 
-def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
+def load_coeffs(source, fps: float | None = None, max_frames: int | None = None,
+                name: str = "coefficient source") -> HeadCoeffs:
     """Turn a coefficient source into :class:`HeadCoeffs`.
 
     Args:
@@ -39,6 +39,8 @@ def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
             :func:`flap.tracking.track_video`, at the video's fps); or an array/tensor
             ``(T, 120)`` (full condition) or ``(T, 100)`` (expression ψ only, the rest neutral).
         fps: frame rate for arrays and images (default 25); ignored for files that store one.
+        max_frames: track only the first frames of a video (``None`` = all).
+        name: how error messages call the source (e.g. ``"driving video"``).
 
     Raises:
         FileNotFoundError: a path that does not exist.
@@ -51,14 +53,14 @@ def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"coefficient source {str(path)!r}: no such file")
+            raise FileNotFoundError(f"{name} {str(path)!r}: no such file")
         suffix = path.suffix.lower()
         if suffix in COEFF_SUFFIXES:
             return HeadCoeffs.load(path)
         if suffix in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-            return _track(path)
+            return _track(path, max_frames)
         raise ValueError(
-            f"coefficient source {str(path)!r}: unsupported suffix {suffix!r}; expected coefficients "
+            f"{name} {str(path)!r}: unsupported suffix {suffix!r}; expected coefficients "
             f"{COEFF_SUFFIXES}, an image {IMAGE_SUFFIXES} or a video {VIDEO_SUFFIXES}"
         )
     arr = source.detach().cpu() if isinstance(source, torch.Tensor) else torch.as_tensor(np.asarray(source))
@@ -71,11 +73,12 @@ def load_coeffs(source, fps: float | None = None) -> HeadCoeffs:
     )
 
 
-def _track(path: Path) -> HeadCoeffs:
+def _track(path: Path, max_frames: int | None = None) -> HeadCoeffs:
     """Track a video or image file with FLAP's FLAME tracker (:func:`flap.tracking.track_video`)."""
     import flap.tracking
 
-    return flap.tracking.track_video(path).coeffs
+    limit = {} if max_frames is None else {"max_frames": max_frames}
+    return flap.tracking.track_video(path, **limit).coeffs
 
 
 def fit_length(

@@ -3,67 +3,22 @@
 A MediaPipe face box is found in every frame, turned into a square head box (centre ``(cx, cy)``
 and side ``s`` in pixels), smoothed over time so the crop does not jitter, and used to cut and
 resize every frame. Pure functions on numpy arrays; the detector is injected so tests can stub it.
+The detector, :func:`head_box` and :func:`crop_frames` live in :mod:`flap.tracking.faces`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+
+from flap.tracking.faces import MediaPipeFaceDetector, crop_frames, head_box
 
 __all__ = ["MediaPipeFaceDetector", "detect_face_boxes", "head_box", "smooth_track", "crop_frames"]
 
 #: ``detector(frame uint8 (H, W, 3) RGB) -> (x0, y0, w, h)`` in pixels, or ``None`` when no face.
 FaceDetector = Callable[[np.ndarray], "tuple[float, float, float, float] | None"]
-
-
-class MediaPipeFaceDetector:
-    """Largest face box of a frame with MediaPipe Face Detection (model files ship in the wheel).
-
-    Args:
-        model_selection: 0 = short range (faces within ~2 m), 1 = full range.
-        min_confidence: detection score threshold in [0, 1].
-
-    Call with an RGB ``uint8 (H, W, 3)`` frame; returns ``(x0, y0, w, h)`` in pixels or ``None``.
-    """
-
-    def __init__(self, model_selection: int = 1, min_confidence: float = 0.5):
-        import mediapipe as mp
-
-        self._det = mp.solutions.face_detection.FaceDetection(
-            model_selection=model_selection, min_detection_confidence=min_confidence
-        )
-
-    def __call__(self, frame: np.ndarray):
-        h, w = frame.shape[:2]
-        result = self._det.process(np.ascontiguousarray(frame))
-        if not result.detections:
-            return None
-        boxes = [d.location_data.relative_bounding_box for d in result.detections]
-        b = max(boxes, key=lambda r: r.width * r.height)
-        return (b.xmin * w, b.ymin * h, b.width * w, b.height * h)
-
-    def close(self) -> None:
-        """Release the MediaPipe graph."""
-        self._det.close()
-
-
-def head_box(face_box, scale: float = 1.8, shift_up: float = 0.1) -> tuple[float, float, float]:
-    """Square head box from a face box.
-
-    Args:
-        face_box: ``(x0, y0, w, h)`` in pixels (a detector's face rectangle).
-        scale: side of the square / ``max(w, h)`` (> 1 to include hair, chin and some background).
-        shift_up: move the centre up by this fraction of the face height (foreheads are cut by
-            face detectors).
-
-    Returns:
-        ``(cx, cy, side)`` in pixels.
-    """
-    x0, y0, w, h = (float(v) for v in face_box)
-    return (x0 + w / 2, y0 + h / 2 - shift_up * h, scale * max(w, h))
 
 
 def detect_face_boxes(frames: np.ndarray, detector: FaceDetector, scale: float = 1.8) -> np.ndarray:
@@ -107,28 +62,3 @@ def smooth_track(track: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     if sigma > 0 and len(track) > 1:
         filled = gaussian_filter1d(filled, sigma=sigma, axis=0, mode="nearest")
     return filled
-
-
-def crop_frames(frames: np.ndarray, track: np.ndarray, size: int) -> np.ndarray:
-    """Cut the square ``(cx, cy, side)`` of every frame and resize it to ``size × size``.
-
-    Parts of the square outside the image are filled by replicating the border.
-
-    Args:
-        frames: ``uint8 (T, H, W, 3)``.
-        track: ``(T, 3)`` boxes in pixels (no NaN).
-        size: output side in pixels.
-
-    Returns:
-        ``uint8 (T, size, size, 3)``.
-    """
-    if len(frames) != len(track):
-        raise ValueError(f"crop_frames: {len(frames)} frames but {len(track)} boxes")
-    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
-    for i, (frame, (cx, cy, side)) in enumerate(zip(frames, track)):
-        n = max(1, int(round(side)))  # cut at native resolution, then resize (area filter)
-        m = np.array([[1.0, 0, n / 2 - cx], [0, 1.0, n / 2 - cy]], dtype=np.float64)
-        square = cv2.warpAffine(frame, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        interp = cv2.INTER_AREA if n > size else cv2.INTER_CUBIC
-        out[i] = cv2.resize(square, (size, size), interpolation=interp)
-    return out

@@ -45,13 +45,13 @@ import numpy as np
 
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
 from flap.io import VideoReadError, atomic_output, probe_video, read_audio_track, read_video
+from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
 
 __all__ = ["PrepareConfig", "find_videos", "clip_id_for", "resample_indices", "prepare_clip",
            "prepare_dataset", "load_manifest", "resolve_tracker", "main"]
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 #: ``tracker(frames uint8 (T, H, W, 3) RGB, fps) -> HeadCoeffs (T, 120)``.
 Tracker = Callable[[np.ndarray, float], HeadCoeffs]
 
@@ -79,7 +79,7 @@ class PrepareConfig:
 
     size: int = 512
     fps: float = DEFAULT_FPS
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     crop_scale: float = 1.8
     smooth_sigma: float = 3.0
     min_face_fraction: float = 0.5

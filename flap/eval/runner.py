@@ -23,6 +23,7 @@ from flap.eval.signals import best_lag_correlation, landmark_jitter, mouth_openi
 from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
 from flap.eval.weights import MetricSkipped
 from flap.flame.coeffs import HeadCoeffs
+from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
 
 __all__ = [
     "TrackingFailed",
@@ -42,7 +43,6 @@ class TrackingFailed(ValueError):
     """The tracker found no usable face in a generated video (the message names the file)."""
 
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v")
 _COEFF_SUFFIXES = (".npz", ".safetensors")
 
 
@@ -307,7 +307,7 @@ def evaluate_video(
         res.setdefault("skipped", {})["lipsync"] = {"key": "audio", "reason": "the video has no audio track"}
     else:
         mouth = mouth_opening(trk.lmk68)
-        env = speech_envelope(speech, 16000, fps, len(mouth))
+        env = speech_envelope(speech, SAMPLE_RATE, fps, len(mouth))
         ok = trk.valid & np.isfinite(mouth)
         r, lag = best_lag_correlation(np.where(ok, mouth, np.nanmean(mouth[ok])), env, max_lag)
         res["lipsync"] = {"mouth_envelope_corr": r, "best_lag_frames": lag, "max_lag_frames": max_lag}

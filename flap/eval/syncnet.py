@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from scipy.fft import dct
 from torch import nn
 
+from flap.io.formats import SAMPLE_RATE
+
 __all__ = ["SyncNetModel", "mfcc", "syncnet_face_crop", "sync_scores", "SYNCNET_SAMPLE_RATE"]
 
-SYNCNET_SAMPLE_RATE = 16000
+SYNCNET_SAMPLE_RATE = SAMPLE_RATE
 _MFCC_PER_SECOND = 100  # 10 ms hop
 _LIP_FRAMES = 5  # frames per lip window (0.2 s at 25 fps)
 _MFCC_WINDOW = 20  # MFCC frames per audio window (0.2 s)

@@ -5,7 +5,7 @@ Public API: :func:`read_video`, :func:`iter_video`, :func:`probe_video`, :func:`
 """
 
 from flap.io.atomic import atomic_output, check_not_input
-from flap.io.audio import read_audio_track
+from flap.io.audio_track import read_audio_track
 from flap.io.video import (
     VideoInfo,
     VideoReadError,

@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from flap.io.atomic import atomic_output
+from flap.io.formats import SAMPLE_RATE
 
 __all__ = [
     "VideoInfo",
@@ -278,7 +279,7 @@ def write_video(
     frames: Iterable[np.ndarray] | np.ndarray,
     fps: float,
     audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     *,
     crf: int = 18,
     preset: str = "veryfast",

@@ -12,14 +12,13 @@ interpolates its coefficients.
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from flap.io.video import checked_frames
+from flap.tracking.faces import NoFaceError, import_mediapipe, quiet_mediapipe_call
 
 __all__ = [
     "IRIS_CENTRES",
@@ -66,10 +65,6 @@ IRIS_CENTRES: tuple[int, int] = (468, 473)
 #: iBUG indices of the six points of each eye (right then left), in the order p1..p6 of the eye
 #: aspect ratio (Soukupová & Čech 2016): outer corner, two upper lid points, inner corner, two lower.
 EYE_POINTS = np.array([[36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46]], dtype=np.int64)
-
-
-class NoFaceError(ValueError):
-    """No face was found in any frame of the input (message names the file)."""
 
 
 @dataclass
@@ -145,14 +140,6 @@ def eye_aspect_ratio(lmk68: np.ndarray) -> np.ndarray:
     return (d(1, 5) + d(2, 4)) / (2.0 * np.maximum(d(0, 3), 1e-6))
 
 
-def _quiet_mediapipe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import mediapipe as mp
-
-    return mp
-
-
 def detect_landmarks(
     frames: Iterable[np.ndarray],
     fps: float = 25.0,
@@ -182,44 +169,41 @@ def detect_landmarks(
         NoFaceError: no face in any frame (unless ``allow_no_face``), or no frame at all.
         ValueError: frames of the wrong dtype/shape or changing size.
     """
-    mp = _quiet_mediapipe()
-    with warnings.catch_warnings():
-        # protobuf deprecation notice raised inside mediapipe 0.10.14 on every call
-        warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
-        lmks, irises, valid = [], [], []
-        size = None
-        with mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static_image_mode,
-            refine_landmarks=True,
-            max_num_faces=1,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        ) as mesh_model:
-            for frame in checked_frames(frames, source):
-                size = frame.shape[:2]
-                result = mesh_model.process(np.ascontiguousarray(frame))
-                if result.multi_face_landmarks:
-                    pts = result.multi_face_landmarks[0].landmark
-                    mesh = np.array([(p.x * size[1], p.y * size[0]) for p in pts], dtype=np.float32)
-                    lmk, iris = mediapipe_to_ibug68(mesh)
-                    valid.append(True)
-                else:
-                    lmk = np.full((68, 2), np.nan, np.float32)
-                    iris = np.full((2, 2), np.nan, np.float32)
-                    valid.append(False)
-                lmks.append(lmk)
-                irises.append(iris)
-        if size is None:
-            raise NoFaceError(f"{source}: no frames to track (expected at least one RGB frame)")
-        track = LandmarkTrack(
-            lmk68=np.stack(lmks).astype(np.float32),
-            iris=np.stack(irises).astype(np.float32),
-            valid=np.asarray(valid, dtype=bool),
-            size=(int(size[0]), int(size[1])),
-            fps=float(fps),
+    mp = import_mediapipe()
+    lmks, irises, valid = [], [], []
+    size = None
+    mesh_model = quiet_mediapipe_call(
+        mp.solutions.face_mesh.FaceMesh, native=True,
+        static_image_mode=static_image_mode, refine_landmarks=True, max_num_faces=1,
+        min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence,
+    )
+    with mesh_model:
+        for frame in checked_frames(frames, source):
+            first = size is None
+            size = frame.shape[:2]
+            result = quiet_mediapipe_call(mesh_model.process, np.ascontiguousarray(frame), native=first)
+            if result.multi_face_landmarks:
+                pts = result.multi_face_landmarks[0].landmark
+                mesh = np.array([(p.x * size[1], p.y * size[0]) for p in pts], dtype=np.float32)
+                lmk, iris = mediapipe_to_ibug68(mesh)
+                valid.append(True)
+            else:
+                lmk = np.full((68, 2), np.nan, np.float32)
+                iris = np.full((2, 2), np.nan, np.float32)
+                valid.append(False)
+            lmks.append(lmk)
+            irises.append(iris)
+    if size is None:
+        raise NoFaceError(f"{source}: no frames to track (expected at least one RGB frame)")
+    track = LandmarkTrack(
+        lmk68=np.stack(lmks).astype(np.float32),
+        iris=np.stack(irises).astype(np.float32),
+        valid=np.asarray(valid, dtype=bool),
+        size=(int(size[0]), int(size[1])),
+        fps=float(fps),
+    )
+    if not track.valid.any() and not allow_no_face:
+        raise NoFaceError(
+            f"{source}: no face found in any of its {len(track)} frames (expected a visible face)"
         )
-        if not track.valid.any() and not allow_no_face:
-            raise NoFaceError(
-                f"{source}: no face found in any of its {len(track)} frames (expected a visible face)"
-            )
-        return track
+    return track

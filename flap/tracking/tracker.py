@@ -310,7 +310,7 @@ class FlameTracker:
 
         Raises:
             flap.io.VideoReadError: missing, empty, corrupt or non-video file.
-            flap.tracking.landmarks.NoFaceError: no face in any frame.
+            flap.tracking.NoFaceError: no face in any frame.
         """
         with iter_video(video, max_frames=max_frames) as stream:
             single = stream.info.num_frames == 1 or Path(video).suffix.lower() in IMAGE_SUFFIXES
@@ -347,7 +347,7 @@ def track_video(
         :class:`TrackingResult`.
 
     Raises:
-        flap.io.VideoReadError: unreadable input. flap.tracking.landmarks.NoFaceError: no face.
+        flap.io.VideoReadError: unreadable input. flap.tracking.NoFaceError: no face.
         ValueError: an output path equals the input, or a bad suffix. Nothing is written on error.
     """
     video = Path(video)

@@ -29,10 +29,11 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler
+from diffusers import AutoencoderKL
 
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE
 from flap.models import STAGE_TRAINABLE_GROUPS, DenoisingNet, FLAPUNets, ReferenceNet, set_trainable_groups
+from flap.models.scheduling import ddpm_scheduler
 
 __all__ = ["FLAPLitModule", "load_stage_output", "unreachable_reference_parameters"]
 
@@ -100,7 +101,8 @@ class FLAPLitModule(L.LightningModule):
         lr, weight_decay, betas: AdamW settings.
         warmup_steps: linear learning-rate warm-up, in optimizer steps.
         motion_dropout, expression_dropout: per-sample probability of the null condition (CFG).
-        num_train_timesteps, beta_schedule, beta_start, beta_end: ``DDPMScheduler`` settings (SD 1.5's).
+        num_train_timesteps, beta_schedule, beta_start, beta_end: noise schedule; ``None`` = the
+            shared :data:`flap.models.scheduling.NOISE_SCHEDULE` (SD 1.5's, also used for sampling).
         ema_decay: keep an exponential moving average of the trained weights (exported instead of
             the raw weights); ``None`` = off.
         gradient_checkpointing: recompute activations in the backward pass (less memory).
@@ -117,8 +119,8 @@ class FLAPLitModule(L.LightningModule):
                  trainable_groups: list[str] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0,
                  motion_dropout: float = 0.05, expression_dropout: float = 0.05,
-                 num_train_timesteps: int = 1000, beta_schedule: str = "scaled_linear",
-                 beta_start: float = 0.00085, beta_end: float = 0.012, ema_decay: float | None = None,
+                 num_train_timesteps: int | None = None, beta_schedule: str | None = None,
+                 beta_start: float | None = None, beta_end: float | None = None, ema_decay: float | None = None,
                  gradient_checkpointing: bool = False, condition_stats: bool = True, seed: int = 0):
         super().__init__()
         if stage not in STAGE_TRAINABLE_GROUPS:
@@ -134,8 +136,9 @@ class FLAPLitModule(L.LightningModule):
         self.reference_net = unets.reference_net
         self.denoising_net = unets.denoising_net
         self.vae = _load_vae(vae).requires_grad_(False).eval()
-        self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                                       beta_start=beta_start, beta_end=beta_end, prediction_type="epsilon")
+        schedule = {"num_train_timesteps": num_train_timesteps, "beta_schedule": beta_schedule,
+                    "beta_start": beta_start, "beta_end": beta_end}
+        self.scheduler = ddpm_scheduler(**{k: v for k, v in schedule.items() if v is not None})
         self.stage = int(stage)
         self.groups = tuple(trainable_groups or STAGE_TRAINABLE_GROUPS[self.stage])
         set_trainable_groups([self.reference_net, self.denoising_net], self.groups)

@@ -39,7 +39,7 @@ def _child(seconds: float, size: int, steps: int, guidance: float, workdir: Path
 
     from flap.audio.io import load_audio
     from flap.generate import generate
-    from flap.pipeline import tiny_random_pipeline
+    from flap.testing import tiny_random_pipeline
 
     torch.set_num_threads(1)
     ckpt = workdir / f"ckpt_{size}"

@@ -12,12 +12,13 @@ import os
 import av
 import numpy as np
 
+from flap.io.formats import SAMPLE_RATE
 from flap.io.video import VideoReadError, _check_readable
 
 __all__ = ["read_audio_track"]
 
 
-def read_audio_track(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+def read_audio_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of ``path`` to mono float32 at ``sample_rate`` Hz.
 
     Channels are averaged; resampling is done by FFmpeg (swresample).
