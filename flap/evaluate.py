@@ -26,9 +26,9 @@ from flap.eval.runner import (
     TrackingFailed,
     evaluate_set,
     list_videos,
-    resolve_device,
     resolve_tracker,
 )
+from flap.io.runtime import resolve_device
 
 __all__ = ["run", "main"]
 

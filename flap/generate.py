@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from flap.io.formats import SAMPLE_RATE
+from flap.io.runtime import resolve_device
 
 __all__ = ["generate", "resolve_path", "main", "PROJECT_ROOT"]
 
@@ -51,18 +52,6 @@ def resolve_path(value: str | None, what: str, must_exist: bool = True) -> Path 
     if must_exist:
         raise FileNotFoundError(f"{what}={value}: no such file or folder (looked in {Path.cwd()} and {PROJECT_ROOT})")
     return path
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def _controls(cfg: DictConfig) -> dict:
@@ -116,7 +105,7 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     coeffs_out = out.with_name(f"{out.stem}.coeffs.npz")
     inputs = [p for p in (image, audio, driving, coeffs) if p is not None]
 
-    device = _device(str(cfg.device))
+    device = resolve_device(cfg.device)
     pipe = FLAPPipeline.from_pretrained(checkpoint, torch_dtype=str(cfg.dtype), device=device)
     portrait, final, speech = pipe.prepare(
         image, audio=audio, coeffs=coeffs, driving_video=driving, controls=_controls(cfg),

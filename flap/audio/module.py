@@ -25,6 +25,7 @@ import torch
 from flap.audio.model import Audio2Flame
 from flap.eval.signals import best_lag_correlation
 from flap.flame.coeffs import COND_DIM, SLICES
+from flap.io.atomic import atomic_folder
 
 __all__ = ["Audio2FlameModule"]
 
@@ -180,23 +181,10 @@ class Audio2FlameModule(L.LightningModule):
     def export_pretrained(self, out_dir: str | Path) -> Path:
         """Write the trained :class:`Audio2Flame` (``config.json`` + safetensors with the statistics) into ``out_dir``.
 
-        Files are written to a temporary folder first and moved in one by one (``os.replace``), so a
+        Files are written to a temporary folder first and moved in one by one (:func:`flap.io.atomic.atomic_folder`), so a
         failure never leaves a half-written file; other files in ``out_dir`` (e.g. a README) are kept.
         """
-        import os
-        import shutil
-        import tempfile
-
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out_dir))
-        try:
+        with atomic_folder(out_dir, merge=True) as tmp:
             self.net.save_pretrained(tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            for f in sorted(tmp.iterdir()):
-                os.chmod(f, 0o666 & ~umask)  # temp files may be private; exported files are not
-                os.replace(f, out_dir / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return out_dir

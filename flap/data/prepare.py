@@ -26,7 +26,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ import numpy as np
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
 from flap.io import VideoReadError, atomic_output, probe_video, read_audio_track, read_video
 from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
+from flap.io.runtime import import_callable
 
 __all__ = ["PrepareConfig", "find_videos", "clip_id_for", "resample_indices", "prepare_clip",
            "prepare_dataset", "load_manifest", "resolve_tracker", "main"]
@@ -128,7 +128,7 @@ def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
     """Turn a tracker setting into a callable ``(frames, fps) -> HeadCoeffs`` and a description.
 
     ``"auto"`` uses :func:`track_crops` (FLAP's FLAME tracker) when :mod:`flap.tracking` is
-    importable and no tracker otherwise; ``"none"``/``None`` disables tracking; ``"pkg.module:function"`` imports it.
+    importable and no tracker otherwise; ``"none"``/``None`` disables tracking; ``"pkg.module:function"`` (or ``"pkg.module.function"``) imports it.
 
     Raises:
         ValueError: malformed spec or the named function does not exist.
@@ -143,13 +143,10 @@ def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
         except ImportError:
             return None, "none (flap.tracking not available)"
         return track_crops, "flap.tracking.FlameTracker"
-    if ":" not in spec:
-        raise ValueError(f"prepare: tracker must be 'auto', 'none' or 'module:function', got {spec!r}")
-    mod, fn = spec.split(":", 1)
     try:
-        return getattr(importlib.import_module(mod), fn), spec
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"prepare: cannot import tracker {spec!r}: {exc}") from exc
+        return import_callable(spec, "prepare: tracker"), spec
+    except ImportError as exc:
+        raise ValueError(f"{exc}; expected 'auto', 'none' or 'module:function'") from exc
 
 
 # Per-process caches so a worker builds MediaPipe / Grounding DINO / FLAME once, not once per clip.

@@ -10,7 +10,6 @@ A learned metric without weights is reported under ``skipped`` with the config k
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
 from flap.eval.weights import MetricSkipped
 from flap.flame.coeffs import HeadCoeffs
 from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
+from flap.io.runtime import import_callable, resolve_device
 
 __all__ = [
     "TrackingFailed",
@@ -31,7 +31,6 @@ __all__ = [
     "list_videos",
     "find_request",
     "load_request",
-    "resolve_device",
     "resolve_tracker",
     "MetricModels",
     "evaluate_video",
@@ -130,33 +129,18 @@ def load_request(request, video: Path, num_frames: int, fps: float) -> tuple[Hea
     return coeffs, "pose_script", str(getattr(script, "source", request))
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``"auto"``/``None`` → CUDA if available, else CPU; any other string is passed to ``torch.device``."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def resolve_tracker(spec, **kwargs) -> Callable:
     """A tracker callable ``f(video_path) -> result`` from a callable or a dotted ``"module.function"`` name.
 
     Args:
-        spec: a callable, or ``"package.module.function"`` (default config: ``flap.tracking.track_video``).
+        spec: a callable, or ``"package.module.function"`` / ``"package.module:function"`` (default
+            config: ``flap.tracking.track_video``).
         kwargs: bound as keyword arguments of every call (e.g. ``model=`` a FLAME file).
 
     Raises:
         ImportError: the module or function does not exist (message names ``spec``).
     """
-    if callable(spec):
-        fn = spec
-    else:
-        module, _, name = str(spec).rpartition(".")
-        try:
-            fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ImportError(
-                f"evaluate: tracker `{spec}` not found ({exc}); set tracker.target to a function"
-            ) from exc
+    fn = import_callable(spec, "evaluate: tracker (set tracker.target to a function)")
     return functools.partial(fn, **kwargs) if kwargs else fn
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from flap.flame.rotations import (
     axis_angle_to_degrees,
@@ -29,6 +30,7 @@ from flap.flame.rotations import (
     matrix_to_axis_angle,
     rotation_6d_to_matrix,
 )
+from flap.io.atomic import atomic_output
 
 __all__ = ["HeadCoeffs", "SLICES", "COND_DIM", "C_MOTION_DIM", "C_EXP_DIM", "DEFAULT_FPS"]
 
@@ -260,24 +262,16 @@ class HeadCoeffs:
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".safetensors"):
             raise ValueError(f"HeadCoeffs.save: {path}: expected a .npz or .safetensors path, got suffix {suffix!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-        try:
+        with atomic_output(path) as tmp:
             if suffix == ".npz":
                 with open(tmp, "wb") as fh:
                     np.savez(fh, coeffs=self.numpy(), fps=np.asarray(self.fps, dtype=np.float64))
             else:
-                from safetensors.torch import save_file
-
                 save_file(
                     {"coeffs": self.data.detach().cpu().contiguous()},
                     str(tmp),
                     metadata={"fps": repr(self.fps), "layout": json.dumps({k: [s.start, s.stop] for k, s in SLICES.items()})},
                 )
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return path
 
     @classmethod

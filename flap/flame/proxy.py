@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
 from flap.flame.assets import SAMPLE_MESH, flame_dir, load_landmark_embeddings, read_ply
+from flap.io.atomic import atomic_output
 
 __all__ = ["build_proxy_arrays", "write_proxy_model", "ensure_proxy_model", "PROXY_VERSION"]
 
@@ -320,16 +321,9 @@ def build_proxy_arrays(mesh_path: str | os.PathLike | None = None, seed: int = 0
 def write_proxy_model(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write the proxy model as a FLAME-style pickle (protocol 2), atomically. Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = build_proxy_arrays(seed=seed)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(arrays, fh, protocol=2)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(arrays, fh, protocol=2)
     return path
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output", "check_not_input"]
+__all__ = ["atomic_folder", "atomic_output", "check_not_input"]
 
 
 def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
@@ -83,3 +84,34 @@ def atomic_output(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, merge: bool = False) -> Iterator[Path]:
+    """Context manager yielding a temporary folder beside ``path`` to fill; published on success.
+
+    On success the folder replaces ``path`` (an existing folder there is removed first) or, with
+    ``merge=True``, its files are moved into ``path`` one by one (other files in ``path``, e.g. a
+    README, are kept). Published files get the usual permissions (temporary files may be private).
+    On any exception the temporary folder is deleted and ``path`` is left as it was.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        mode = 0o666 & ~_umask()
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                os.chmod(f, mode)
+        if merge:
+            final.mkdir(parents=True, exist_ok=True)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, final / f.name)
+        else:
+            os.chmod(tmp, 0o777 & ~_umask())
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE
+from flap.io.atomic import atomic_folder
 from flap.models import STAGE_TRAINABLE_GROUPS, DenoisingNet, FLAPUNets, ReferenceNet, set_trainable_groups
 from flap.models.scheduling import ddpm_scheduler
 
@@ -290,22 +290,19 @@ class FLAPLitModule(L.LightningModule):
         if self._trainer is not None and not self.trainer.is_global_zero:
             return None
         folder = Path(folder)
-        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         params = self.trainable_parameters()
         if self.ema is not None:
             self.ema.store(params)
             self.ema.copy_to(params)
         try:
-            self.reference_net.save_pretrained(tmp / "reference_net")
-            self.denoising_net.save_pretrained(tmp / "denoising_net")
-            info = {"stage": self.stage, "trainable_groups": list(self.groups), "global_step": int(self.global_step),
-                    "ema": self.ema is not None, "init_from": self.hparams.init_from}
-            (tmp / "training_stage.json").write_text(json.dumps(info, indent=1))
+            with atomic_folder(folder) as tmp:
+                self.reference_net.save_pretrained(tmp / "reference_net")
+                self.denoising_net.save_pretrained(tmp / "denoising_net")
+                info = {"stage": self.stage, "trainable_groups": list(self.groups),
+                        "global_step": int(self.global_step), "ema": self.ema is not None,
+                        "init_from": self.hparams.init_from}
+                (tmp / "training_stage.json").write_text(json.dumps(info, indent=1))
         finally:
             if self.ema is not None:
                 self.ema.restore(params)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
         return folder
