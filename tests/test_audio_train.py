@@ -14,8 +14,8 @@ from flap.audio.data import Audio2FlameDataModule, find_clips, rest_jaw, rest_po
 from flap.audio.model import Audio2Flame
 from flap.audio.module import Audio2FlameModule
 from flap.audio.synthetic import synthetic_pair
-from flap.eval.signals import best_lag_correlation
 from flap.flame.coeffs import HeadCoeffs
+from flap.signals import best_lag_correlation
 from flap.train import train
 
 CONF = CONFIG_DIR

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from flap.eval.pose import align_sequences, expression_following, jaw_following, pose_following
-from flap.eval.signals import (
+from flap.flame.coeffs import HeadCoeffs
+from flap.signals import (
     best_lag_correlation,
     landmark_jitter,
     mouth_opening,
     pearson,
     speech_envelope,
 )
-from flap.flame.coeffs import HeadCoeffs
 
 
 def _coeffs(pyr_deg, fps=25.0, jaw=None):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from flap.flame.rotations import axis_angle_to_matrix, degrees_to_axis_angle, matrix_to_axis_angle
+from flap.signals import interpolate_missing
 from flap.tracking import (
     MP_TO_IBUG68,
     FitConfig,
@@ -14,7 +15,6 @@ from flap.tracking import (
     LandmarkTrack,
     NoFaceError,
     fit_landmarks,
-    interpolate_missing,
     project,
 )
 from flap.tracking.camera import affine_camera_init

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from flap.eval.signals import pearson, speech_envelope
 from flap.io import read_audio_track, read_video
+from flap.signals import pearson, speech_envelope
 from flap.tracking import FlameTracker, detect_landmarks
 
 MAX_LAG = 3

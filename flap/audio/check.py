@@ -21,9 +21,8 @@ import numpy as np
 from flap.audio.data import find_clips
 from flap.audio.io import SAMPLE_RATE, load_audio
 from flap.audio.model import Audio2Flame
-from flap.eval.pose import jaw_opening
-from flap.eval.signals import best_lag_correlation
-from flap.flame.coeffs import HeadCoeffs
+from flap.flame.coeffs import HeadCoeffs, jaw_opening
+from flap.signals import best_lag_correlation
 
 __all__ = ["held_out_jaw", "silence_check", "main"]
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from flap.audio.model import Audio2Flame
-from flap.eval.signals import best_lag_correlation
 from flap.flame.coeffs import COND_DIM, SLICES
 from flap.io.atomic import atomic_folder
+from flap.signals import best_lag_correlation
 
 __all__ = ["Audio2FlameModule"]
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flap.eval.signals import pearson, resample_to_length
-from flap.flame.coeffs import HeadCoeffs
+from flap.flame.coeffs import HeadCoeffs, jaw_opening
 from flap.flame.rotations import axis_angle_to_degrees, axis_angle_to_matrix
+from flap.signals import pearson, resample_to_length
 
 __all__ = [
     "AXES",
     "align_sequences",
     "pose_following",
-    "jaw_opening",
     "jaw_following",
     "expression_following",
 ]
@@ -113,11 +112,6 @@ def pose_following(requested: HeadCoeffs, tracked: HeadCoeffs, valid=None) -> di
     out.update(info, frames_valid=int(keep.sum()))
     out["per_frame"] = {"requested": req_deg, "tracked": trk_deg, "valid": keep}
     return out
-
-
-def jaw_opening(coeffs: np.ndarray) -> np.ndarray:
-    """Jaw opening per frame: the jaw rotation about the x axis (radians), ``(T,)`` from ``(T,120)``."""
-    return np.asarray(coeffs)[:, 15]
 
 
 def jaw_following(requested: HeadCoeffs, tracked: HeadCoeffs, valid=None) -> dict:

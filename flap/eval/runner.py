@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from flap.eval.pose import expression_following, jaw_following, pose_following
-from flap.eval.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
 from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
 from flap.eval.weights import MetricSkipped
 from flap.flame.coeffs import HeadCoeffs
 from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
 from flap.io.runtime import import_callable, resolve_device
+from flap.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
 
 __all__ = [
     "TrackingFailed",

@@ -32,7 +32,7 @@ from flap.flame.rotations import (
 )
 from flap.io.atomic import atomic_output
 
-__all__ = ["HeadCoeffs", "SLICES", "COND_DIM", "C_MOTION_DIM", "C_EXP_DIM", "DEFAULT_FPS"]
+__all__ = ["HeadCoeffs", "SLICES", "COND_DIM", "C_MOTION_DIM", "C_EXP_DIM", "DEFAULT_FPS", "jaw_opening"]
 
 #: Named slices of the 120-number condition (docs/DESIGN.md).
 SLICES: dict[str, slice] = {
@@ -309,3 +309,8 @@ class HeadCoeffs:
             return cls(data, fps)
         except (ValueError, OSError, KeyError) as exc:
             raise ValueError(f"HeadCoeffs.load: {path}: {exc}") from exc
+
+
+def jaw_opening(coeffs: np.ndarray) -> np.ndarray:
+    """Jaw opening per frame: the jaw rotation about the x axis (radians), ``(T,)`` from ``(T,120)``."""
+    return np.asarray(coeffs)[:, SLICES["jaw"].start]

@@ -11,7 +11,7 @@ Public API:
 
 from flap.tracking.camera import project, to_pixel_frame
 from flap.tracking.faces import NoFaceError
-from flap.tracking.fitting import FitConfig, FitResult, fit_landmarks, interpolate_missing
+from flap.tracking.fitting import FitConfig, FitResult, fit_landmarks
 from flap.tracking.landmark_model import FlameLandmarks
 from flap.tracking.landmarks import MP_TO_IBUG68, LandmarkTrack, detect_landmarks
 from flap.tracking.tracker import FlameTracker, TrackingResult, sidecar_path, track_video
@@ -27,7 +27,6 @@ __all__ = [
     "TrackingResult",
     "detect_landmarks",
     "fit_landmarks",
-    "interpolate_missing",
     "project",
     "sidecar_path",
     "to_pixel_frame",

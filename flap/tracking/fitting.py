@@ -39,10 +39,11 @@ import numpy as np
 import torch
 
 from flap.flame.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d
+from flap.signals import interpolate_missing
 from flap.tracking.camera import affine_camera_init, project
 from flap.tracking.landmark_model import FlameLandmarks
 
-__all__ = ["FitConfig", "FitResult", "fit_landmarks", "interpolate_missing"]
+__all__ = ["FitConfig", "FitResult", "fit_landmarks"]
 
 #: Landmark residuals are measured in percent of the face size ``d_t`` (hence 100² on the squares).
 DATA_SCALE = 1e4
@@ -122,25 +123,6 @@ def _point_weights(cfg: FitConfig) -> torch.Tensor:
     w = torch.ones(68)
     w[:17] = cfg.w_contour
     return w
-
-
-def interpolate_missing(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Fill invalid frames of ``(T, ...)`` by linear interpolation over time (nearest at the ends).
-
-    Raises:
-        ValueError: no valid frame.
-    """
-    values = np.array(values, dtype=np.float64, copy=True)
-    valid = np.asarray(valid, dtype=bool)
-    if not valid.any():
-        raise ValueError("interpolate_missing: no valid frame to interpolate from")
-    if valid.all():
-        return values
-    t = np.arange(len(valid))
-    flat = values.reshape(len(valid), -1)
-    for j in range(flat.shape[1]):
-        flat[~valid, j] = np.interp(t[~valid], t[valid], flat[valid, j])
-    return flat.reshape(values.shape)
 
 
 #: Layout of the per-frame parameter vector x (B, 9 + n_exp) optimised by Levenberg-Marquardt.

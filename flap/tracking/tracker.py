@@ -24,9 +24,10 @@ import torch
 from flap.flame.coeffs import HeadCoeffs
 from flap.io import atomic_output, check_not_input, iter_video, write_video
 from flap.io.video import IMAGE_SUFFIXES
+from flap.signals import interpolate_missing
 from flap.tracking.camera import to_pixel_frame
 from flap.tracking.eyes import eyelids_from_landmarks, gaze_degrees_from_landmarks, gaze_to_eye_pose
-from flap.tracking.fitting import FitConfig, fit_landmarks, interpolate_missing
+from flap.tracking.fitting import FitConfig, fit_landmarks
 from flap.tracking.landmark_model import FlameLandmarks
 from flap.tracking.landmarks import LandmarkTrack, detect_landmarks
 

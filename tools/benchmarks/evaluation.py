@@ -25,9 +25,9 @@ def run(dim: int = 512, frames: int = 250, repeats: int = 3) -> dict:
 
     from flap.eval.frechet import frechet_distance
     from flap.eval.pose import expression_following, jaw_following, pose_following
-    from flap.eval.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
     from flap.eval.syncnet import SyncNetModel, sync_scores
     from flap.flame.coeffs import HeadCoeffs
+    from flap.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(4 * dim, dim))

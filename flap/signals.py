@@ -1,4 +1,5 @@
-"""Small signal helpers for the weight-free metrics: correlation, lags, speech envelope, landmarks.
+"""Small signal helpers shared by the audio, tracking and evaluation code: correlation, lags,
+resampling, gap filling, speech envelope and landmark measures (the weight-free metrics).
 
 All functions take numpy arrays and return plain floats (``nan`` where a quantity is undefined,
 for example the correlation of a constant signal), so results serialise to JSON directly.
@@ -16,6 +17,7 @@ __all__ = [
     "mouth_opening",
     "interocular_distance",
     "landmark_jitter",
+    "interpolate_missing",
 ]
 
 # iBUG-68 indices (docs/DESIGN.md: 36-47 eyes, 48-67 mouth)
@@ -143,3 +145,22 @@ def landmark_jitter(landmarks, valid=None) -> dict[str, float]:
     else:
         res["jitter_iod"] = float("nan")
     return res
+
+
+def interpolate_missing(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Fill invalid frames of ``(T, ...)`` by linear interpolation over time (nearest at the ends).
+
+    Raises:
+        ValueError: no valid frame.
+    """
+    values = np.array(values, dtype=np.float64, copy=True)
+    valid = np.asarray(valid, dtype=bool)
+    if not valid.any():
+        raise ValueError("interpolate_missing: no valid frame to interpolate from")
+    if valid.all():
+        return values
+    t = np.arange(len(valid))
+    flat = values.reshape(len(valid), -1)
+    for j in range(flat.shape[1]):
+        flat[~valid, j] = np.interp(t[~valid], t[valid], flat[valid, j])
+    return flat.reshape(values.shape)
