@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from flap.audio.features import build_features, extract_features
 from flap.audio.io import SAMPLE_RATE, load_audio
+from flap.audio.synthetic import synthetic_pairs
 from flap.flame.coeffs import SLICES, HeadCoeffs
 
 __all__ = ["Clip", "find_clips", "CropDataset", "ClipDataset", "Audio2FlameDataModule"]
@@ -220,8 +221,6 @@ class Audio2FlameDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loading
     def _raw_pairs(self):
         if self.synthetic:
-            from flap.audio.synthetic import synthetic_pairs
-
             for name, audio, coeffs in synthetic_pairs(int(self.synthetic), seed=self.seed):
                 yield name, audio, coeffs
             return

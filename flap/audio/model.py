@@ -27,7 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from flap.audio.features import _segment, build_features, feature_chunks, frame_windows
-from flap.audio.io import SAMPLE_RATE, num_frames_for
+from flap.audio.io import SAMPLE_RATE, load_audio, num_frames_for
 from flap.flame.coeffs import COND_DIM, SLICES, HeadCoeffs
 from flap.flame.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 
@@ -261,8 +261,6 @@ class Audio2Flame(ModelMixin, ConfigMixin):
 
     def predict_file(self, path, fps: float | None = None, **kwargs) -> HeadCoeffs:
         """:func:`flap.audio.load_audio` then :meth:`predict`."""
-        from flap.audio.io import load_audio
-
         fps = float(fps or self.config.fps)
         return self.predict(load_audio(path, fps=fps), fps=fps, **kwargs)
 

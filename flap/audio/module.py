@@ -24,6 +24,7 @@ import torch
 
 from flap.audio.model import Audio2Flame
 from flap.flame.coeffs import COND_DIM, SLICES
+from flap.flame.model import FlameModel
 from flap.io.atomic import atomic_folder
 from flap.signals import best_lag_correlation
 
@@ -103,8 +104,6 @@ class Audio2FlameModule(L.LightningModule):
         """The FLAME model for the mouth loss, or None when unavailable (logged once)."""
         if self._flame is None and not self._flame_failed and self.hparams.mouth_weight > 0:
             try:
-                from flap.flame.model import FlameModel
-
                 flame = FlameModel(self.hparams.flame_model_path).to(self.device).eval().requires_grad_(False)
                 # kept out of the module tree: not trained, not saved in checkpoints
                 self.__dict__["_flame"] = flame

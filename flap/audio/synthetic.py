@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flap.audio.io import SAMPLE_RATE
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
+from flap.io.formats import SAMPLE_RATE
 
 __all__ = ["synthetic_pair", "synthetic_pairs"]
 

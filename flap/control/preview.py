@@ -19,6 +19,8 @@ import torch
 from flap.control.pose import apply_pose_track
 from flap.control.script import load_pose_script
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
+from flap.flame.model import FlameModel
+from flap.io import write_video
 from flap.io.formats import SAMPLE_RATE
 from flap.render import frame_mesh, mesh_framing, render_mesh
 
@@ -62,8 +64,6 @@ def coeffs_vertices(
         batch_size: frames per FLAME forward.
     """
     if model is None:
-        from flap.flame.model import FlameModel
-
         model = FlameModel()
     device = model.v_template.device
     with torch.no_grad():
@@ -98,8 +98,6 @@ def iter_preview_frames(
     roll degrees in a corner. Other keyword arguments go to :func:`flap.render.render_mesh`.
     """
     if model is None:
-        from flap.flame.model import FlameModel
-
         model = FlameModel()
     rest = next(coeffs_vertices(HeadCoeffs.neutral(1, coeffs.fps), model, shape))[0].cpu().numpy()
     center, scale = mesh_framing(rest, size, fill=fill)
@@ -142,7 +140,5 @@ def write_preview(
     Returns:
         The written path.
     """
-    from flap.io import write_video
-
     frames = iter_preview_frames(coeffs, model=model, size=size, **kwargs)
     return write_video(path, frames, coeffs.fps, audio=audio, sample_rate=sample_rate, inputs=inputs)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import flap.tracking
 from flap.control.pose import scale_rotation
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, COND_DIM, SLICES, HeadCoeffs
-from flap.io.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from flap.io.formats import COEFF_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = [
     "COEFF_SUFFIXES",
@@ -26,7 +27,6 @@ __all__ = [
     "scale_parts",
 ]
 
-COEFF_SUFFIXES = (".npz", ".safetensors")
 
 
 def load_coeffs(source, fps: float | None = None, max_frames: int | None = None,
@@ -75,8 +75,6 @@ def load_coeffs(source, fps: float | None = None, max_frames: int | None = None,
 
 def _track(path: Path, max_frames: int | None = None) -> HeadCoeffs:
     """Track a video or image file with FLAP's FLAME tracker (:func:`flap.tracking.track_video`)."""
-    import flap.tracking
-
     limit = {} if max_frames is None else {"max_frames": max_frames}
     return flap.tracking.track_video(path, **limit).coeffs
 

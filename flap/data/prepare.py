@@ -42,10 +42,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flap.data.crop import MediaPipeFaceDetector, crop_frames, detect_face_boxes, smooth_track
+from flap.data.hands import HandDetector, decide_frames, kept_segments
+from flap.data.motion import box_motion_variance, head_motion_variance
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
 from flap.io import VideoReadError, atomic_output, probe_video, read_audio_track, read_video
 from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
 from flap.io.runtime import import_callable
+from flap.tracking import FlameTracker, detect_landmarks
 
 __all__ = ["PrepareConfig", "find_videos", "clip_id_for", "resample_indices", "prepare_clip",
            "prepare_dataset", "load_manifest", "resolve_tracker", "main"]
@@ -127,8 +131,7 @@ def resample_indices(num_src: int, src_fps: float, fps: float) -> np.ndarray:
 def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
     """Turn a tracker setting into a callable ``(frames, fps) -> HeadCoeffs`` and a description.
 
-    ``"auto"`` uses :func:`track_crops` (FLAP's FLAME tracker) when :mod:`flap.tracking` is
-    importable and no tracker otherwise; ``"none"``/``None`` disables tracking; ``"pkg.module:function"`` (or ``"pkg.module.function"``) imports it.
+    ``"auto"`` uses :func:`track_crops` (FLAP's FLAME tracker); ``"none"``/``None`` disables tracking; ``"pkg.module:function"`` (or ``"pkg.module.function"``) imports it.
 
     Raises:
         ValueError: malformed spec or the named function does not exist.
@@ -138,10 +141,6 @@ def resolve_tracker(spec: str | Callable | None) -> tuple[Tracker | None, str]:
     if callable(spec):
         return spec, getattr(spec, "__name__", repr(spec))
     if spec == "auto":
-        try:
-            import flap.tracking  # noqa: F401
-        except ImportError:
-            return None, "none (flap.tracking not available)"
         return track_crops, "flap.tracking.FlameTracker"
     try:
         return import_callable(spec, "prepare: tracker"), spec
@@ -166,8 +165,6 @@ def track_crops(frames: np.ndarray, fps: float) -> HeadCoeffs:
     Raises:
         flap.tracking.NoFaceError: no face in any frame.
     """
-    from flap.tracking import FlameTracker, detect_landmarks
-
     if "flame_tracker" not in _CACHE:
         _CACHE["flame_tracker"] = FlameTracker()
     track = detect_landmarks(iter(frames), fps, source="<face crops>")
@@ -175,16 +172,12 @@ def track_crops(frames: np.ndarray, fps: float) -> HeadCoeffs:
 
 
 def _face_detector():
-    from flap.data.crop import MediaPipeFaceDetector
-
     if "face" not in _CACHE:
         _CACHE["face"] = MediaPipeFaceDetector()
     return _CACHE["face"]
 
 
 def _hand_detector(cfg: PrepareConfig):
-    from flap.data.hands import HandDetector
-
     key = ("hands", cfg.hand_model, cfg.hand_prompt)
     if key not in _CACHE:
         _CACHE[key] = HandDetector(cfg.hand_model, prompt=cfg.hand_prompt)
@@ -197,8 +190,6 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _hand_decisions(crops: np.ndarray, cfg: PrepareConfig) -> tuple[list[dict], np.ndarray]:
-    from flap.data.hands import decide_frames
-
     if not cfg.hand_model:
         return [], np.ones(len(crops), dtype=bool)
     checked = np.arange(0, len(crops), max(1, int(cfg.hand_every)))
@@ -219,10 +210,6 @@ def _save_audio(video: Path, dest: Path, num_frames: int, cfg: PrepareConfig) ->
 
 def _process(video: Path, tmp_dir: Path, record: dict, cfg: PrepareConfig) -> dict:
     """Do the work of one clip inside ``tmp_dir``; fills and returns ``record``."""
-    from flap.data.crop import crop_frames, detect_face_boxes, smooth_track
-    from flap.data.hands import kept_segments
-    from flap.data.motion import box_motion_variance, head_motion_variance
-
     info = probe_video(video)
     frames, src_fps = read_video(video)
     if len(frames) == 0 or not src_fps:

@@ -17,13 +17,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flap.audio import AudioError, load_audio
+from flap.control.script import load_pose_script
+from flap.eval.distribution import fid as fid_fn
+from flap.eval.distribution import fvd as fvd_fn
+from flap.eval.extractors import load_extractor
+from flap.eval.hyperiqa import HyperNet, hyperiqa_score
+from flap.eval.identity import identity_similarity
 from flap.eval.pose import expression_following, jaw_following, pose_following
+from flap.eval.syncnet import SyncNetModel, sync_scores, syncnet_face_crop
 from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
-from flap.eval.weights import MetricSkipped
+from flap.eval.weights import MetricSkipped, load_state_dict
 from flap.flame.coeffs import HeadCoeffs
-from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
+from flap.io.formats import COEFF_SUFFIXES, SAMPLE_RATE, VIDEO_SUFFIXES
 from flap.io.runtime import import_callable, resolve_device
+from flap.io.video import read_video
 from flap.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
+from flap.tracking.faces import crop_frames
+from flap.tracking.landmarks import detect_landmarks
 
 __all__ = [
     "TrackingFailed",
@@ -42,7 +53,6 @@ class TrackingFailed(ValueError):
     """The tracker found no usable face in a generated video (the message names the file)."""
 
 
-_COEFF_SUFFIXES = (".npz", ".safetensors")
 
 
 def list_videos(path: str | os.PathLike) -> list[Path]:
@@ -120,9 +130,8 @@ def load_request(request, video: Path, num_frames: int, fps: float) -> tuple[Hea
         raise FileNotFoundError(
             f"evaluate: request folder {p} has no coefficient file for {video.name} (e.g. {video.stem}.coeffs.npz)"
         )
-    if p.suffix.lower() in _COEFF_SUFFIXES:
+    if p.suffix.lower() in COEFF_SUFFIXES:
         return HeadCoeffs.load(p), "coeffs", str(p)
-    from flap.control.script import load_pose_script
 
     script = load_pose_script(str(request))
     coeffs = HeadCoeffs.neutral(num_frames, fps).set_pose_degrees(script.sample(num_frames, fps))
@@ -169,20 +178,12 @@ class MetricModels:
         return model
 
     def _load(self, name: str):
-        from flap.eval.weights import load_state_dict
-
         cfg = dict(self.cfg.get(name) or {})
         if name in ("fid", "fvd", "identity"):
-            from flap.eval.extractors import load_extractor
-
             return load_extractor(cfg, name, self.key(name), map_location=self.device)
         if name == "syncnet":
-            from flap.eval.syncnet import SyncNetModel
-
             model = SyncNetModel(embed_dim=cfg.get("embed_dim", 1024))
         elif name == "hyperiqa":
-            from flap.eval.hyperiqa import HyperNet
-
             model = HyperNet()
         else:
             raise ValueError(f"unknown metric {name!r}")
@@ -197,7 +198,7 @@ class MetricModels:
 
 
 def _face_track(boxes: np.ndarray, scale: float) -> np.ndarray:
-    """``(T, 4)`` boxes → ``(T, 3)`` ``(cx, cy, side)`` squares for :func:`flap.data.crop.crop_frames`."""
+    """``(T, 4)`` boxes → ``(T, 3)`` ``(cx, cy, side)`` squares for :func:`flap.tracking.faces.crop_frames`."""
     return np.stack(
         [
             (boxes[:, 0] + boxes[:, 2]) / 2,
@@ -210,9 +211,6 @@ def _face_track(boxes: np.ndarray, scale: float) -> np.ndarray:
 
 def _reference_crop(reference: Path, size: int) -> np.ndarray:
     from PIL import Image
-
-    from flap.data.crop import crop_frames
-    from flap.tracking.landmarks import detect_landmarks
 
     img = np.asarray(Image.open(reference).convert("RGB"))
     lm = detect_landmarks([img], static_image_mode=True, source=str(reference))
@@ -252,8 +250,6 @@ def evaluate_video(
         ``(results, per_frame, frames)``: JSON-able metrics (with ``skipped``), per-frame curves for
         :func:`flap.eval.report.plot_following`, and the decoded ``(T, H, W, 3)`` frames.
     """
-    from flap.io.video import read_video
-
     cfg = cfg or {}
     video = Path(video)
     frames, fps = read_video(video)
@@ -302,8 +298,6 @@ def evaluate_video(
     boxes = landmark_boxes(trk.lmk68, trk.valid)
 
     def syncnet():
-        from flap.eval.syncnet import sync_scores, syncnet_face_crop
-
         model = models.get("syncnet")
         if speech is None:
             raise MetricSkipped("syncnet", "audio", "the video has no audio track")
@@ -319,8 +313,6 @@ def evaluate_video(
         )
 
     def hyperiqa():
-        from flap.eval.hyperiqa import hyperiqa_score
-
         model = models.get("hyperiqa")
         hc = dict(mcfg.get("hyperiqa") or {})
         idx = (
@@ -336,9 +328,6 @@ def evaluate_video(
         }
 
     def identity():
-        from flap.data.crop import crop_frames
-        from flap.eval.identity import identity_similarity
-
         extractor = models.get("identity")
         if reference is None:
             raise MetricSkipped("identity", "reference", "no reference image given")
@@ -356,7 +345,6 @@ def _load_speech(audio, video: Path) -> np.ndarray | None:
     """16 kHz mono speech from ``audio`` (path or array) or the video's audio track (None if it has none)."""
     if isinstance(audio, np.ndarray):
         return audio.astype(np.float32)
-    from flap.audio import AudioError, load_audio
 
     try:
         return load_audio(audio if audio else video)
@@ -448,15 +436,12 @@ def evaluate_set(
     def real_frames():
         if real is None or str(real).strip() == "":
             raise MetricSkipped("fid/fvd", "real", "no real videos given to compare with")
-        from flap.io.video import read_video
 
         return [read_video(p)[0] for p in list_videos(real)]
 
     cache: dict = {}
 
     def fid():
-        from flap.eval.distribution import fid as fid_fn
-
         extractor = models.get("fid")
         cache.setdefault("real", real_frames())
         return fid_fn(
@@ -464,8 +449,6 @@ def evaluate_set(
         )
 
     def fvd():
-        from flap.eval.distribution import fvd as fvd_fn
-
         extractor = models.get("fvd")
         cache.setdefault("real", real_frames())
         fc = dict(mcfg.get("fvd") or {})

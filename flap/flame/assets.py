@@ -1,9 +1,7 @@
-"""Finding and reading FLAME assets: the model file, landmark embeddings and the sample mesh.
+"""Reading FLAME assets: the FLAME folder, model arrays, landmark embeddings and the sample mesh.
 
-Search order for the model (:func:`find_flame_model`): an explicit path; else, in the FLAME
-folder (:func:`flame_dir`), ``generic_model.pkl`` (FLAME 2020),
-``flame2023_Open.pkl``, ``flame2023.pkl``, ``FLAME2020/generic_model.pkl``; else the FLAME-format proxy
-(:mod:`flap.flame.proxy`), built on demand.
+Which model file to load (real FLAME or the proxy) is decided by
+:func:`flap.flame.model.find_flame_model`, above both this module and :mod:`flap.flame.proxy`.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from flap.flame.safe_pickle import safe_load_npy, safe_load_pickle
 __all__ = [
     "PACKAGE_DATA",
     "flame_dir",
-    "find_flame_model",
     "read_ply",
     "load_flame_arrays",
     "load_landmark_embeddings",
@@ -31,7 +28,6 @@ SAMPLE_MESH = PACKAGE_DATA / "ringnet_FLAME_sample.ply"
 STATIC_EMBEDDING = PACKAGE_DATA / "ringnet_flame_static_embedding.pkl"
 DYNAMIC_EMBEDDING = PACKAGE_DATA / "ringnet_flame_dynamic_embedding.npy"
 
-MODEL_NAMES = ("generic_model.pkl", "flame2023_Open.pkl", "flame2023.pkl", "FLAME2020/generic_model.pkl")
 #: Keys every FLAME model file must hold, with the trailing shape each must have (None = any).
 REQUIRED_KEYS = {
     "v_template": (None, 3),
@@ -55,29 +51,6 @@ def flame_dir() -> Path:
         return checkout / "flame_assets"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "flap" / "flame_assets"
-
-
-def find_flame_model(path: str | os.PathLike | None = None) -> Path:
-    """Resolve the FLAME model file to load (see module docstring for the search order).
-
-    Raises:
-        FileNotFoundError: an explicit ``path`` that does not exist.
-    """
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"FLAME model file not found: {path} (expected generic_model.pkl, flame2023*.pkl or a .npz "
-                "with the same keys)"
-            )
-        return path
-    base = flame_dir()
-    for name in MODEL_NAMES:
-        if (base / name).is_file():
-            return base / name
-    from flap.flame.proxy import ensure_proxy_model
-
-    return ensure_proxy_model()
 
 
 def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -19,14 +19,45 @@ import numpy as np
 import torch
 from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
 
-from flap.flame.assets import find_flame_model, load_flame_arrays, load_landmark_embeddings
+from flap.flame.assets import flame_dir, load_flame_arrays, load_landmark_embeddings
+from flap.flame.proxy import ensure_proxy_model
 
-__all__ = ["FlameModel", "FlameOutput", "NUM_LANDMARKS", "JOINT_NAMES"]
+__all__ = ["FlameModel", "FlameOutput", "NUM_LANDMARKS", "JOINT_NAMES", "MODEL_NAMES", "find_flame_model"]
+
+#: FLAME model files looked for in the FLAME folder, in this order.
+MODEL_NAMES = ("generic_model.pkl", "flame2023_Open.pkl", "flame2023.pkl", "FLAME2020/generic_model.pkl")
 
 NUM_LANDMARKS = 68
 JOINT_NAMES = ("global", "neck", "jaw", "left_eye", "right_eye")
 #: Joint chain from the neck to the root, used to pick the yaw-dependent contour (FLAME convention).
 NECK_KIN_CHAIN = (1, 0)
+
+
+
+def find_flame_model(path: str | os.PathLike | None = None) -> Path:
+    """Resolve the FLAME model file to load.
+
+    Search order: an explicit path; else, in the FLAME folder (:func:`flap.flame.assets.flame_dir`),
+    :data:`MODEL_NAMES` (FLAME 2020 ``generic_model.pkl``, ``flame2023_Open.pkl``, ``flame2023.pkl``,
+    ``FLAME2020/generic_model.pkl``); else the FLAME-format proxy (:mod:`flap.flame.proxy`), built
+    on demand.
+
+    Raises:
+        FileNotFoundError: an explicit ``path`` that does not exist.
+    """
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"FLAME model file not found: {path} (expected generic_model.pkl, flame2023*.pkl or a .npz "
+                "with the same keys)"
+            )
+        return path
+    base = flame_dir()
+    for name in MODEL_NAMES:
+        if (base / name).is_file():
+            return base / name
+    return ensure_proxy_model()
 
 
 @dataclass
@@ -92,7 +123,7 @@ class FlameModel(FlameBlendMixin, torch.nn.Module):
     """FLAME head model with iBUG-68 landmarks.
 
     Args:
-        model_path: a FLAME ``.pkl`` / ``.npz``; ``None`` uses :func:`flap.flame.assets.find_flame_model`
+        model_path: a FLAME ``.pkl`` / ``.npz``; ``None`` uses :func:`find_flame_model`
             (real FLAME in ``flame_assets/`` if present, else the proxy, built on demand).
         static_embedding: 51-point landmark embedding (``.pkl``/``.npy`` with ``lmk_face_idx``,
             ``lmk_b_coords``); default RingNet's, shipped with the package.

@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
 from flap.flame.assets import SAMPLE_MESH, flame_dir, load_landmark_embeddings, read_ply
+from flap.flame.safe_pickle import safe_load_pickle
 from flap.io.atomic import atomic_output
 
 __all__ = ["build_proxy_arrays", "write_proxy_model", "ensure_proxy_model", "PROXY_VERSION"]
@@ -335,8 +336,6 @@ def ensure_proxy_model(path: str | os.PathLike | None = None) -> Path:
     """Return the proxy model path, building it first if it is missing or out of date."""
     path = Path(path) if path is not None else default_proxy_path()
     if path.is_file():
-        from flap.flame.safe_pickle import safe_load_pickle
-
         try:
             if int(safe_load_pickle(path).get("proxy_version", -1)) == PROXY_VERSION:
                 return path

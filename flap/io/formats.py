@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["IMAGE_SUFFIXES", "SAMPLE_RATE", "VIDEO_SUFFIXES"]
+__all__ = ["COEFF_SUFFIXES", "IMAGE_SUFFIXES", "SAMPLE_RATE", "VIDEO_SUFFIXES"]
 
 #: Audio sample rate in Hz of every speech signal inside FLAP (mono float32; Audio2Flame, Wav2Vec2,
 #: SyncNet and the mp4 writer all use it).
@@ -12,4 +12,7 @@ SAMPLE_RATE = 16000
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg")
 
 #: Image file suffixes (lower case) accepted as one-frame sources.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+#: Suffixes of coefficient files (:meth:`flap.flame.HeadCoeffs.save`).
+COEFF_SUFFIXES = (".npz", ".safetensors")

@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from flap.io.atomic import atomic_output
-from flap.io.formats import SAMPLE_RATE
+from flap.io.formats import IMAGE_SUFFIXES, SAMPLE_RATE
 
 __all__ = [
     "VideoInfo",
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 #: Image file suffixes that :func:`read_video` accepts as a one-frame video.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class VideoReadError(ValueError):

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from flap.flame.coeffs import HeadCoeffs
+from flap.flame.model import FlameModel
 from flap.io import atomic_output, check_not_input, iter_video, write_video
-from flap.io.video import IMAGE_SUFFIXES
+from flap.io.formats import IMAGE_SUFFIXES
+from flap.render import render_mesh
 from flap.signals import interpolate_missing
 from flap.tracking.camera import to_pixel_frame
 from flap.tracking.eyes import eyelids_from_landmarks, gaze_degrees_from_landmarks, gaze_to_eye_pose
@@ -165,8 +167,6 @@ class TrackingResult:
 
     def overlay_frames(self, frames, model, alpha: float = 0.55, batch: int = 32) -> Iterator[np.ndarray]:
         """Draw the tracked mesh over ``frames`` (iterable of ``uint8 (H, W, 3)``) with :func:`flap.render.render_mesh`."""
-        from flap.render import render_mesh
-
         faces = model.faces.cpu().numpy()
         verts = None
         for t, frame in enumerate(frames):
@@ -217,8 +217,6 @@ def save_png(path: str | os.PathLike, image: np.ndarray, max_bytes: int | None =
 
 
 def _load_model(model, n_shape: int, n_exp: int):
-    from flap.flame.model import FlameModel
-
     if isinstance(model, torch.nn.Module):
         return model
     return FlameModel(model_path=model, n_shape=n_shape, n_exp=n_exp)

@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch.utils.data import DataLoader, Dataset
 
+from flap.data.crop import MediaPipeFaceDetector, crop_frames, detect_face_boxes, smooth_track
+from flap.io import read_video
+
 __all__ = [
     "tiny_vae_config",
     "build_vae",
@@ -96,8 +99,6 @@ def crop_face_video(frames: np.ndarray, size: int = 128, scale: float = 1.8, sig
     Raises:
         ValueError: no face in any frame.
     """
-    from flap.data.crop import MediaPipeFaceDetector, crop_frames, detect_face_boxes, smooth_track
-
     detector = MediaPipeFaceDetector()
     try:
         track = detect_face_boxes(frames, detector, scale=scale)
@@ -127,8 +128,6 @@ def load_face_frames(
         FileNotFoundError: a pattern matches no file.
         flap.io.VideoReadError: an unreadable video.
     """
-    from flap.io import read_video
-
     out = []
     for path in _expand(videos):
         frames, _ = read_video(path)
