@@ -314,7 +314,7 @@ class FLAPPipeline(DiffusionPipeline):
         out = net(
             x.expand(2, -1, -1, -1, -1), t, reference=reference,
             c_motion=c_motion.expand(2, -1, -1), c_exp=c_exp.expand(2, -1, -1),
-            motion_null_mask=null, expression_null_mask=null,
+            head_motion_null_mask=null, expression_null_mask=null,
         ).sample.float()
         eps_c, eps_u = out[:1], out[1:]
         return eps_u + guidance_scale * (eps_c - eps_u)

@@ -170,7 +170,7 @@ def test_conditioning_changes_output(trained_nets):
 
 def test_null_mask_selects_null_tokens(trained_nets):
     x, ref_latent = inputs()
-    masked = run(trained_nets, x, ref_latent, motion_null_mask=torch.tensor([True, False]))
+    masked = run(trained_nets, x, ref_latent, head_motion_null_mask=torch.tensor([True, False]))
     dropped = run(trained_nets, x, ref_latent, c_motion=None)
     full = run(trained_nets, x, ref_latent)
     torch.testing.assert_close(masked[0], dropped[0], atol=1e-6, rtol=0)
@@ -344,7 +344,7 @@ def test_bad_inputs_raise(trained_nets):
     with pytest.raises(ValueError, match="motion_max_seq_length"):
         net(sample=torch.zeros(1, 4, 33, 8, 8), timestep=1)
     with pytest.raises(ValueError, match="null_mask"):
-        net(reference=reference, motion_null_mask=torch.ones(3, dtype=torch.bool), **x)
+        net(reference=reference, head_motion_null_mask=torch.ones(3, dtype=torch.bool), **x)
     with pytest.raises(ValueError, match=r"sample must be \(B, C, F, H, W\)"):
         net(sample=torch.zeros(1, 4, 8, 8), timestep=1)
 
@@ -372,3 +372,20 @@ def test_tiny_config_is_a_few_million_parameters():
     nets = build_flap_unets(TINY["unet"], TINY["motion"], TINY["condition"])
     n = sum(p.numel() for p in nets.denoising_net.parameters()) + sum(p.numel() for p in nets.reference_net.parameters())
     assert 1e6 < n < 1e7
+
+
+def test_checkpoints_with_the_old_num_motion_tokens_key_still_load(tmp_path):
+    """`num_motion_tokens` (before the head_motion_* naming) is read as `num_head_motion_tokens`."""
+    import json
+
+    from flap.models import build_flap_unets
+
+    nets = build_flap_unets(unet=TINY["unet"], motion=TINY["motion"], condition={**TINY["condition"],
+                                                                                  "num_head_motion_tokens": 2})
+    nets.denoising_net.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["num_motion_tokens"] = cfg.pop("num_head_motion_tokens")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    loaded = DenoisingNet.from_pretrained(tmp_path, low_cpu_mem_usage=False)
+    assert loaded.config.num_head_motion_tokens == 2  # not the default 4 (that would fail to load the weights)
+    torch.testing.assert_close(loaded.head_motion_encoder.null_tokens, nets.denoising_net.head_motion_encoder.null_tokens)

@@ -120,7 +120,7 @@ def _group(name):
 def test_stage_freezing(prepared, stage):
     from flap.models import STAGE_TRAINABLE_GROUPS
 
-    module = make_module(stage, motion_dropout=0.0, expression_dropout=0.0)
+    module = make_module(stage, head_motion_dropout=0.0, expression_dropout=0.0)
     dm = FLAPDataModule(prepared, mode="video" if stage == 3 else "pairs", batch_size=2, num_frames=4,
                         motion_top_fraction=0.2 if stage == 1 else None)
     before = _snapshot(module)
@@ -255,7 +255,7 @@ def test_gradient_checkpointing_same_gradients(prepared):
     batch = default_collate([ds[0], ds[100]])
     results = []
     for checkpointing in (False, True):
-        m = make_module(2, gradient_checkpointing=checkpointing, motion_dropout=0.0, expression_dropout=0.0)
+        m = make_module(2, gradient_checkpointing=checkpointing, head_motion_dropout=0.0, expression_dropout=0.0)
         m.train()
         loss = m.loss(batch)
         loss.backward()

@@ -50,13 +50,13 @@ class FLAPBlockInputs:
     """What every :class:`FLAPTransformerBlock` reads (passed as ``cross_attention_kwargs["flap"]``).
 
     Attributes:
-        motion_tokens: ``(B*F, L_m, D)`` head-motion tokens, frame-major within each sample.
+        head_motion_tokens: ``(B*F, L_m, D)`` head-motion tokens, frame-major within each sample.
         expression_tokens: ``(B*F, L_e, D)`` expression tokens.
         reference: ReferenceNet features (batch ``B`` or 1) or ``None`` (plain self-attention).
         num_frames: ``F``.
     """
 
-    motion_tokens: torch.Tensor
+    head_motion_tokens: torch.Tensor
     expression_tokens: torch.Tensor
     reference: ReferenceFeatures | None
     num_frames: int
@@ -184,7 +184,7 @@ class FLAPTransformerBlock(BasicTransformerBlock):
 
         # 1. head-motion attention (c_motion tokens)
         hidden_states = hidden_states + self.head_motion_attn(
-            self.head_motion_norm(hidden_states), encoder_hidden_states=flap.motion_tokens
+            self.head_motion_norm(hidden_states), encoder_hidden_states=flap.head_motion_tokens
         )
         # 2. spatial attention over [frame tokens; reference tokens]
         hidden_states = hidden_states + self.attn1(
@@ -268,7 +268,7 @@ class DenoisingNet(UNetMotionModel):
     Args:
         condition_dim: channels ``D`` of the condition tokens (``cross_attention_dim`` of the
             head-motion and expression attentions).
-        num_motion_tokens, num_expression_tokens: tokens per frame for ``c_motion`` / ``c_exp``.
+        num_head_motion_tokens, num_expression_tokens: tokens per frame for ``c_motion`` / ``c_exp``.
         condition_hidden_dim: MLP width of the condition encoders.
 
     Submodules: ``head_motion_encoder`` (:class:`HeadMotionEncoder`), ``expression_encoder``
@@ -316,7 +316,7 @@ class DenoisingNet(UNetMotionModel):
         projection_class_embeddings_input_dim: int | None = None,
         time_cond_proj_dim: int | None = None,
         condition_dim: int = 768,
-        num_motion_tokens: int = 4,
+        num_head_motion_tokens: int = 4,
         num_expression_tokens: int = 8,
         condition_hidden_dim: int = 256,
     ):
@@ -341,9 +341,23 @@ class DenoisingNet(UNetMotionModel):
             projection_class_embeddings_input_dim=projection_class_embeddings_input_dim,
             time_cond_proj_dim=time_cond_proj_dim,
         )
-        self.head_motion_encoder = HeadMotionEncoder(condition_dim, num_motion_tokens, condition_hidden_dim)
+        self.head_motion_encoder = HeadMotionEncoder(condition_dim, num_head_motion_tokens, condition_hidden_dim)
         self.expression_encoder = ExpressionEncoder(condition_dim, num_expression_tokens, condition_hidden_dim)
         self._install_flap_layers(condition_dim)
+
+
+    #: config keys renamed since checkpoints were written (old name → new name); see extract_init_dict
+    RENAMED_CONFIG_KEYS = {"num_motion_tokens": "num_head_motion_tokens"}
+
+    @classmethod
+    def extract_init_dict(cls, config_dict, **kwargs):
+        """diffusers' config parsing, reading old key names too (:data:`RENAMED_CONFIG_KEYS`), so
+        checkpoints written before the ``head_motion_*`` naming still load with their values."""
+        config_dict = dict(config_dict)
+        for old, new in cls.RENAMED_CONFIG_KEYS.items():
+            if old in config_dict:
+                config_dict.setdefault(new, config_dict.pop(old))
+        return super().extract_init_dict(config_dict, **kwargs)
 
     def _install_flap_layers(self, condition_dim: int) -> None:
         """Swap diffusers' spatial blocks / motion modules for FLAP's subclasses (same names)."""
@@ -394,7 +408,7 @@ class DenoisingNet(UNetMotionModel):
         c_exp: torch.Tensor | None,
         batch: int,
         frames: int,
-        motion_null_mask: torch.Tensor | None = None,
+        head_motion_null_mask: torch.Tensor | None = None,
         expression_null_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Condition tokens ``(B*F, L_m, D)`` and ``(B*F, L_e, D)`` in the model dtype.
@@ -409,7 +423,7 @@ class DenoisingNet(UNetMotionModel):
                 raise ValueError(
                     f"DenoisingNet: {label} must be (B={batch}, F={frames}, ...), found {tuple(cond.shape)}"
                 )
-        motion = self.head_motion_encoder(c_motion, motion_null_mask, batch, frames)
+        motion = self.head_motion_encoder(c_motion, head_motion_null_mask, batch, frames)
         expression = self.expression_encoder(c_exp, expression_null_mask, batch, frames)
         return (
             motion.reshape(batch * frames, *motion.shape[2:]).to(self.dtype),
@@ -423,7 +437,7 @@ class DenoisingNet(UNetMotionModel):
         reference: ReferenceFeatures | None = None,
         c_motion: torch.Tensor | None = None,
         c_exp: torch.Tensor | None = None,
-        motion_null_mask: torch.Tensor | None = None,
+        head_motion_null_mask: torch.Tensor | None = None,
         expression_null_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         return_dict: bool = True,
@@ -437,7 +451,7 @@ class DenoisingNet(UNetMotionModel):
                 video and reused for every step/window; ``None`` disables the reference tokens.
             c_motion: ``(B, F, 3)`` head rotation, axis-angle radians; ``None`` → null tokens.
             c_exp: ``(B, F, 117)`` eyes/jaw/eyelids/expression; ``None`` → null tokens.
-            motion_null_mask, expression_null_mask: ``(B,)`` or ``(B, F)`` booleans; ``True`` replaces
+            head_motion_null_mask, expression_null_mask: ``(B,)`` or ``(B, F)`` booleans; ``True`` replaces
                 that sample's (frame's) tokens by the learned null tokens (classifier-free guidance).
             encoder_hidden_states: ``(B, L, cross_attention_dim)`` context for SD's ``attn2``
                 (e.g. an image embedding); ``None`` → one zero token.
@@ -460,7 +474,7 @@ class DenoisingNet(UNetMotionModel):
                 f"DenoisingNet: reference batch must be 1 or B={b}, found {reference.batch_size} "
                 "(use ReferenceFeatures.repeat for CFG batches)"
             )
-        motion, expression = self.encode_conditions(c_motion, c_exp, b, f, motion_null_mask, expression_null_mask)
+        motion, expression = self.encode_conditions(c_motion, c_exp, b, f, head_motion_null_mask, expression_null_mask)
         if encoder_hidden_states is None:
             encoder_hidden_states = sample.new_zeros(b * f, 1, self.config.cross_attention_dim, dtype=self.dtype)
         elif encoder_hidden_states.shape[0] == b:

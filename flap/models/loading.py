@@ -272,14 +272,14 @@ def build_flap_unets(
     motion_adapter: str | Path | None = None,
     torch_dtype: torch.dtype | str | None = None,
 ) -> FLAPUNets:
-    """Build ReferenceNet + DenoisingNet (Hydra target of ``conf/model/flap_*.yaml``).
+    """Build ReferenceNet + DenoisingNet (Hydra target of ``flap/conf/model/flap_*.yaml``).
 
     Args:
         unet: ``UNet2DConditionModel`` config (ignored when ``pretrained_unet`` is a folder: its
             ``config.json`` wins); default :data:`SD15_UNET_CONFIG`.
         motion: ``MotionAdapter``-style config (``motion_num_attention_heads``, ``motion_max_seq_length``,
             ``use_motion_mid_block``…); a loaded adapter's config wins.
-        condition: ``condition_dim``, ``num_motion_tokens``, ``num_expression_tokens``,
+        condition: ``condition_dim``, ``num_head_motion_tokens``, ``num_expression_tokens``,
             ``condition_hidden_dim`` for :class:`DenoisingNet`.
         pretrained_unet: local SD 1.5 UNet (see :func:`read_unet_checkpoint`), loaded into both nets.
         motion_adapter: local ``MotionAdapter`` folder, loaded into the temporal layers.

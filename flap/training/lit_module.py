@@ -11,7 +11,7 @@ One module, three stages (docs/DESIGN.md stage table):
 The groups come from :data:`flap.models.STAGE_TRAINABLE_GROUPS`. The objective is ε-prediction
 MSE (Eq. 4) on latents of a frozen VAE: ``L = E ||ε − ε_θ(z_t, t, c_motion, c_exp, ref)||²`` with
 ``z_t`` from :class:`diffusers.DDPMScheduler`. Conditions are replaced by the learned null tokens
-with probability ``motion_dropout`` / ``expression_dropout`` per sample (classifier-free guidance).
+with probability ``head_motion_dropout`` / ``expression_dropout`` per sample (classifier-free guidance).
 All step randomness (timesteps, noise, dropout, VAE sampling) comes from a generator seeded by
 ``(seed, global_step, rank)``, so a resumed run continues exactly like an uninterrupted one.
 After ``fit``, ``flap.train``'s export hook calls :meth:`FLAPLitModule.export_pretrained`, which
@@ -100,7 +100,7 @@ class FLAPLitModule(L.LightningModule):
         trainable_groups: override of the stage's trainable parameter groups.
         lr, weight_decay, betas: AdamW settings.
         warmup_steps: linear learning-rate warm-up, in optimizer steps.
-        motion_dropout, expression_dropout: per-sample probability of the null condition (CFG).
+        head_motion_dropout, expression_dropout: per-sample probability of the null condition (CFG).
         num_train_timesteps, beta_schedule, beta_start, beta_end: noise schedule; ``None`` = the
             shared :data:`flap.models.scheduling.NOISE_SCHEDULE` (SD 1.5's, also used for sampling).
         ema_decay: keep an exponential moving average of the trained weights (exported instead of
@@ -118,7 +118,7 @@ class FLAPLitModule(L.LightningModule):
                  vae: AutoencoderKL | str | None = None,
                  trainable_groups: list[str] | None = None, lr: float = 1e-4, weight_decay: float = 1e-2,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0,
-                 motion_dropout: float = 0.05, expression_dropout: float = 0.05,
+                 head_motion_dropout: float = 0.05, expression_dropout: float = 0.05,
                  num_train_timesteps: int | None = None, beta_schedule: str | None = None,
                  beta_start: float | None = None, beta_end: float | None = None, ema_decay: float | None = None,
                  gradient_checkpointing: bool = False, condition_stats: bool = True, seed: int = 0):
@@ -222,14 +222,14 @@ class FLAPLitModule(L.LightningModule):
         noise = torch.randn(latents.shape, generator=g, device=dev, dtype=latents.dtype)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=g, device=dev)
         noisy = self.scheduler.add_noise(latents, noise, t)
-        drop_m = torch.rand(b, generator=g, device=dev) < self.hparams.motion_dropout
+        drop_m = torch.rand(b, generator=g, device=dev) < self.hparams.head_motion_dropout
         drop_e = torch.rand(b, generator=g, device=dev) < self.hparams.expression_dropout
         c_exp = coeffs[..., C_EXP_SLICE] if self.stage >= 2 else None
         with torch.set_grad_enabled(torch.is_grad_enabled() and "spatial" in self.groups):
             ref = self.reference_net(ref_latent.to(self.reference_net.dtype))
         pred = self.denoising_net(noisy.to(self.denoising_net.dtype), t, reference=ref,
                                   c_motion=coeffs[..., C_MOTION_SLICE], c_exp=c_exp,
-                                  motion_null_mask=drop_m, expression_null_mask=drop_e).sample
+                                  head_motion_null_mask=drop_m, expression_null_mask=drop_e).sample
         return F.mse_loss(pred.float(), noise.float())
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ from diffusers import UNetMotionModel
 from flap.models import SD15_UNET_CONFIG, DenoisingNet, ReferenceNet, denoising_config_from_unet2d
 
 SD15_MOTION = {"motion_num_attention_heads": 8, "motion_max_seq_length": 32, "use_motion_mid_block": True}
-SD15_CONDITION = {"condition_dim": 768, "num_motion_tokens": 4, "num_expression_tokens": 8, "condition_hidden_dim": 256}
+SD15_CONDITION = {"condition_dim": 768, "num_head_motion_tokens": 4, "num_expression_tokens": 8, "condition_hidden_dim": 256}
 
 
 def _timed(fn) -> tuple[float, float]:
