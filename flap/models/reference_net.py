@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 __all__ = ["ReferenceNet", "ReferenceFeatures", "ReferenceRecordAttnProcessor", "self_attention_names"]
 
@@ -96,32 +95,15 @@ class ReferenceRecordAttnProcessor:
         return sdpa_attention(attn, hidden_states, encoder_hidden_states, attention_mask)
 
 
+#: diffusers' SDPA attention processor (stateless; shared by FLAP's attention processors)
+_SDPA_PROCESSOR = AttnProcessor2_0()
+
+
 def sdpa_attention(attn: Attention, hidden_states: torch.Tensor, context: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Plain multi-head attention of ``attn`` with PyTorch SDPA on ``(B, N, C)`` tokens.
-
-    Same computation as diffusers' ``AttnProcessor2_0`` for the layers FLAP uses (no group/spatial
-    norm, no residual connection inside the layer). ``context`` ``(B, M, C_ctx)`` defaults to
-    ``hidden_states`` (self-attention).
-    """
-    b, n, _ = hidden_states.shape
-    context = hidden_states if context is None else context
-    if attn.norm_cross and context is not hidden_states:
-        context = attn.norm_encoder_hidden_states(context)
-    query = attn.to_q(hidden_states)
-    key = attn.to_k(context)
-    value = attn.to_v(context)
-    head_dim = key.shape[-1] // attn.heads
-    query = query.view(b, -1, attn.heads, head_dim).transpose(1, 2)
-    key = key.view(b, -1, attn.heads, head_dim).transpose(1, 2)
-    value = value.view(b, -1, attn.heads, head_dim).transpose(1, 2)
-    if attention_mask is not None:
-        attention_mask = attn.prepare_attention_mask(attention_mask, key.shape[2], b)
-        attention_mask = attention_mask.view(b, attn.heads, -1, attention_mask.shape[-1])
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-    out = out.transpose(1, 2).reshape(b, n, attn.heads * head_dim).to(query.dtype)
-    out = attn.to_out[1](attn.to_out[0](out))
-    return out / attn.rescale_output_factor
+    """Multi-head attention of ``attn`` on ``(B, N, C)`` tokens with diffusers' ``AttnProcessor2_0``
+    (PyTorch SDPA). ``context`` ``(B, M, C_ctx)`` defaults to ``hidden_states`` (self-attention)."""
+    return _SDPA_PROCESSOR(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask)
 
 
 class ReferenceNet(UNet2DConditionModel):
