@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def resolve_path(value: str | None, what: str, must_exist: bool = True) -> Path 
 
 
 def _controls(cfg: DictConfig) -> dict:
-    from flap.control import CONTROL_KEYS
+    from flap.control import CONTROL_KEYS  # deferred like torch below: `--help` answers without them
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     controls = {k: plain[k] for k in CONTROL_KEYS if k in plain}
@@ -79,8 +80,8 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     Raises:
         FileNotFoundError, ValueError: bad input (see the module docstring); nothing is written.
     """
-    import time
-
+    # torch, diffusers and the pipeline are imported here, not at the top, so that `--help` and
+    # config errors answer in a fraction of a second
     import torch
 
     from flap.io import write_video

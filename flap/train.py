@@ -1,8 +1,8 @@
 """Generic Hydra training entry point: ``python -m flap.train experiment=<name> [key=value ...]``.
 
-Layout follows lightning-hydra-template. ``conf/train.yaml`` holds the defaults (seed, trainer,
+Layout follows lightning-hydra-template. ``flap/conf/train.yaml`` holds the defaults (seed, trainer,
 callbacks, logger, output folders) and ``experiment: null``; an experiment file
-(``conf/experiment/<name>.yaml``, starting with ``# @package _global_``) fills in the rest.
+(``flap/conf/experiment/<name>.yaml``, starting with ``# @package _global_``) fills in the rest.
 
 Contract (what an experiment must / may provide):
 

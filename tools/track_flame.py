@@ -1,6 +1,6 @@
 """FLAME tracking command line: ``python tools/track_flame.py video=clip.mp4 [out=...] [overlay=true]``.
 
-Hydra tool configured by ``conf/track.yaml`` (``--help`` lists every key). The Python equivalent is
+Hydra tool configured by ``flap/conf/track.yaml`` (``--help`` lists every key). The Python equivalent is
 :func:`flap.tracking.track_video`. Exit status 1 with a one-line message for bad input (unreadable
 or non-video file, no face), without writing anything.
 """

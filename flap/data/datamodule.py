@@ -1,4 +1,4 @@
-"""Lightning DataModule for Progressively Focused Training (paper Sec. 4.3; Hydra ``conf/data/*.yaml``)."""
+"""Lightning DataModule for Progressively Focused Training (paper Sec. 4.3; Hydra ``flap/conf/data/*.yaml``)."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def sdpa_attention(attn: Attention, hidden_states: torch.Tensor, context: torch.
 class ReferenceNet(UNet2DConditionModel):
     """SD 1.5-layout UNet run once on the reference latent; records self-attention inputs.
 
-    Constructor arguments are those of :class:`diffusers.UNet2DConditionModel` (``conf/model/*.yaml``
+    Constructor arguments are those of :class:`diffusers.UNet2DConditionModel` (``flap/conf/model/*.yaml``
     give SD 1.5 and tiny sizes). Parameter names equal SD 1.5's, so ``load_state_dict`` of an SD 1.5
     UNet is exact. All its parameters belong to the ``spatial`` (reference) training group.
     """

@@ -51,7 +51,7 @@ DATA_SCALE = 1e4
 
 @dataclass
 class FitConfig:
-    """Settings of :func:`fit_landmarks` (mirrored by ``conf/track.yaml`` ``fit:``).
+    """Settings of :func:`fit_landmarks` (mirrored by ``flap/conf/track.yaml`` ``fit:``).
 
     Attributes:
         n_shape: identity components β estimated (≤ the model's ``n_shape``).
