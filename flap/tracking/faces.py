@@ -88,7 +88,7 @@ class MediaPipeFaceDetector:
         min_confidence: detection score threshold in [0, 1].
 
     Call with an RGB ``uint8 (H, W, 3)`` frame; returns ``(x0, y0, w, h)`` in pixels or ``None``.
-    Building the graph and the first call are silenced (:func:`quiet_native_stderr`).
+    Building the graph and the calls up to the first detection are silenced (:func:`quiet_native_stderr`).
     """
 
     def __init__(self, model_selection: int = 1, min_confidence: float = 0.5):
@@ -97,14 +97,14 @@ class MediaPipeFaceDetector:
             mp.solutions.face_detection.FaceDetection, native=True,
             model_selection=model_selection, min_detection_confidence=min_confidence,
         )
-        self._calls = 0
+        self._found = False
 
     def __call__(self, frame: np.ndarray):
         h, w = frame.shape[:2]
-        result = quiet_mediapipe_call(self._det.process, np.ascontiguousarray(frame), native=self._calls == 0)
-        self._calls += 1
+        result = quiet_mediapipe_call(self._det.process, np.ascontiguousarray(frame), native=not self._found)
         if not result.detections:
             return None
+        self._found = True  # native logs come from lazy set-up, until the first detection
         boxes = [d.location_data.relative_bounding_box for d in result.detections]
         b = max(boxes, key=lambda r: r.width * r.height)
         return (b.xmin * w, b.ymin * h, b.width * w, b.height * h)

@@ -179,9 +179,10 @@ def detect_landmarks(
     )
     with mesh_model:
         for frame in checked_frames(frames, source):
-            first = size is None
             size = frame.shape[:2]
-            result = quiet_mediapipe_call(mesh_model.process, np.ascontiguousarray(frame), native=first)
+            # MediaPipe builds the landmark model lazily, at the first frame with a face: keep its
+            # native logs quiet until then
+            result = quiet_mediapipe_call(mesh_model.process, np.ascontiguousarray(frame), native=not any(valid))
             if result.multi_face_landmarks:
                 pts = result.multi_face_landmarks[0].landmark
                 mesh = np.array([(p.x * size[1], p.y * size[0]) for p in pts], dtype=np.float32)
