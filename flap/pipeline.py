@@ -198,7 +198,7 @@ class FLAPPipeline(DiffusionPipeline):
     ) -> HeadCoeffs:
         """Coefficients for the video: given ``coeffs`` > tracked ``driving_video`` > Audio2Flame(``audio``).
 
-        The length is ``num_frames`` if given, else that of the audio (``round(len/16000 * fps)``),
+        The length is ``num_frames`` if given, else that of the audio (``round(len / SAMPLE_RATE * fps)``),
         else that of the source. Sources of another length are resampled in time (held at the end).
 
         Raises:

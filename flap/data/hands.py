@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flap.io.runtime import resolve_device
+
 __all__ = ["HandDetector", "FrameDecision", "decide_frames", "kept_segments"]
 
 
@@ -44,8 +46,7 @@ class HandDetector:
                 f"HandDetector: {model_dir} must be a local Grounding DINO folder with config.json "
                 "(save_pretrained output); nothing is downloaded"
             )
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
         self.model = GroundingDinoForObjectDetection.from_pretrained(model_dir, local_files_only=True)
         self.model.to(self.device).eval()
