@@ -25,8 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flap.control import apply_controls  # noqa: E402
-from flap.control.sources import COEFF_SUFFIXES, load_coeffs  # noqa: E402
+from flap.control.sources import load_coeffs  # noqa: E402
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs  # noqa: E402
+from flap.io.formats import COEFF_SUFFIXES  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
