@@ -31,7 +31,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from flap.audio.io import fit_audio, load_audio
+from flap.audio.io import fit_audio, load_audio, num_frames_for
 from flap.audio.model import Audio2Flame
 from flap.control import ControlConfig, apply_controls, fit_length, load_coeffs
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
@@ -198,14 +198,14 @@ class FLAPPipeline(DiffusionPipeline):
     ) -> HeadCoeffs:
         """Coefficients for the video: given ``coeffs`` > tracked ``driving_video`` > Audio2Flame(``audio``).
 
-        The length is ``num_frames`` if given, else that of the audio (``round(len / SAMPLE_RATE * fps)``),
+        The length is ``num_frames`` if given, else that of the audio (:func:`flap.audio.io.num_frames_for`),
         else that of the source. Sources of another length are resampled in time (held at the end).
 
         Raises:
             ValueError: no source, or audio-driven mode without an ``audio2flame`` component.
         """
         if num_frames is None and audio is not None:
-            num_frames = max(1, round(len(audio) / SAMPLE_RATE * fps))
+            num_frames = max(1, num_frames_for(len(audio), SAMPLE_RATE, fps))
         if coeffs is not None:
             src = load_coeffs(coeffs, fps)
         elif driving_video is not None:
