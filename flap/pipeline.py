@@ -31,6 +31,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from flap.errors import InputError
+from flap.face_checks import check_portrait_image, choose_face, detect_faces
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
 from flap.models.denoising_net import DenoisingNet
 from flap.models.reference_net import ReferenceFeatures, ReferenceNet
@@ -54,7 +56,7 @@ __all__ = [
 SAMPLE_RATE = 16000
 
 
-class NoFaceError(ValueError):
+class NoFaceError(InputError):
     """The portrait has no face MediaPipe can find."""
 
 
@@ -136,10 +138,14 @@ def crop_portrait(image: np.ndarray, size: int, scale: float = 1.8, detector=Non
 
     Raises:
         NoFaceError: no face found.
+        flap.errors.InputError: image or face too small (:mod:`flap.face_checks`, which also warns
+            about several faces or a face smaller than ``size``).
     """
     from flap.data.crop import crop_frames, head_box
 
-    face = detector(image) if detector is not None else _detect_face(image)
+    check_portrait_image(image, name)
+    faces = [detector(image)] if detector is not None else detect_faces(image)
+    face = choose_face([f for f in faces if f is not None], size, scale, name)  # warns: several / small faces
     if face is None:
         raise NoFaceError(
             f"{name}: no face found (MediaPipe face detection); expected a portrait with one visible, "
@@ -148,21 +154,6 @@ def crop_portrait(image: np.ndarray, size: int, scale: float = 1.8, detector=Non
     box = head_box(face, scale=scale)
     crop = crop_frames(image[None], np.asarray([box]), size)[0]
     return PortraitCrop(image=image, crop=crop, box=tuple(float(v) for v in box))
-
-
-def _detect_face(image: np.ndarray):
-    """Largest MediaPipe face box ``(x0, y0, w, h)`` with the full-range model, else the short-range one."""
-    from flap.data.crop import MediaPipeFaceDetector
-
-    for model_selection in (1, 0):
-        detector = MediaPipeFaceDetector(model_selection=model_selection)
-        try:
-            face = detector(image)
-        finally:
-            detector.close()
-        if face is not None:
-            return face
-    return None
 
 
 def paste_back(crop_frames: np.ndarray, portrait: PortraitCrop, feather: float = 0.1) -> np.ndarray:
@@ -296,21 +287,19 @@ class FLAPPipeline(DiffusionPipeline):
 
         Raises:
             FileNotFoundError: the folder, its ``model_index.json`` or a component sub-folder is missing.
+            flap.errors.InputError: a JSON file that is not a JSON object, an empty / truncated weights file
+                (:func:`flap.models.checkpoint_files.check_pipeline_folder`; names the file).
         """
-        import json
-
         from flap.audio.model import Audio2Flame
+        from flap.models.checkpoint_files import check_pipeline_folder
 
         classes = {"vae": AutoencoderKL, "reference_net": ReferenceNet, "denoising_net": DenoisingNet,
                    "scheduler": DDIMScheduler, "audio2flame": Audio2Flame}
         root = Path(pretrained_model_name_or_path)
-        index_path = root / "model_index.json"
-        if not index_path.is_file():
-            raise FileNotFoundError(
-                f"FLAP checkpoint {str(root)!r}: expected a folder with model_index.json (a FLAPPipeline "
-                f"saved with save_pretrained), {'the folder does not exist' if not root.exists() else 'not found'}"
-            )
-        index = json.loads(index_path.read_text())
+        # files checked (JSON, complete weights) before any loading: one line naming a bad file
+        stored = [n for n in classes if n not in kwargs]
+        index = check_pipeline_folder(root, required=tuple(n for n in stored if n not in cls._optional_components),
+                                      optional=tuple(n for n in stored if n in cls._optional_components))
         components = {}
         for name, cls_obj in classes.items():
             if name in kwargs:

@@ -37,13 +37,16 @@ class MediaPipeFaceDetector:
         )
 
     def __call__(self, frame: np.ndarray):
+        boxes = self.detect_all(frame)
+        return boxes[0] if boxes else None
+
+    def detect_all(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Every face box ``(x0, y0, w, h)`` in pixels, largest first (empty list: no face)."""
         h, w = frame.shape[:2]
         result = self._det.process(np.ascontiguousarray(frame))
-        if not result.detections:
-            return None
-        boxes = [d.location_data.relative_bounding_box for d in result.detections]
-        b = max(boxes, key=lambda r: r.width * r.height)
-        return (b.xmin * w, b.ymin * h, b.width * w, b.height * h)
+        boxes = [d.location_data.relative_bounding_box for d in result.detections or ()]
+        boxes = sorted(boxes, key=lambda r: r.width * r.height, reverse=True)
+        return [(b.xmin * w, b.ymin * h, b.width * w, b.height * h) for b in boxes]
 
     def close(self) -> None:
         """Release the MediaPipe graph."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flap.errors import InputError
 from flap.eval.pose import expression_following, jaw_following, pose_following
 from flap.eval.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
 from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class TrackingFailed(ValueError):
+class TrackingFailed(InputError):
     """The tracker found no usable face in a generated video (the message names the file)."""
 
 

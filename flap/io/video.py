@@ -23,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from flap.errors import InputError
 from flap.io.atomic import atomic_output
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class VideoReadError(ValueError):
+class VideoReadError(InputError):
     """A video (or image) could not be read; the message names the file and the problem."""
 
 

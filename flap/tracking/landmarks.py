@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flap.errors import InputError
 from flap.io.video import checked_frames
 
 __all__ = [
@@ -68,7 +69,7 @@ IRIS_CENTRES: tuple[int, int] = (468, 473)
 EYE_POINTS = np.array([[36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46]], dtype=np.int64)
 
 
-class NoFaceError(ValueError):
+class NoFaceError(InputError):
     """No face was found in any frame of the input (message names the file)."""
 
 
