@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from flap.cli_support import run_command
 from flap.eval.report import plot_following, write_json, write_tables
 from flap.eval.runner import (
     MetricModels,
@@ -101,7 +102,9 @@ def run(cfg: DictConfig | dict) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    run_command("flap.evaluate", run, cfg, hydra_run_dir=HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from flap.face_checks import check_portrait_image, choose_face, detect_faces
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
 from flap.models.denoising_net import DenoisingNet
 from flap.models.reference_net import ReferenceFeatures, ReferenceNet
+from flap.validate import check_float, check_int
 
 __all__ = [
     "FLAPPipeline",
@@ -419,7 +420,13 @@ class FLAPPipeline(DiffusionPipeline):
 
         Returns:
             Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
+
+        Raises:
+            flap.errors.UsageError (a ValueError): ``num_inference_steps < 1`` or a non-finite
+                ``guidance_scale`` (NaN would give a black face).
         """
+        check_int(num_inference_steps, "num_inference_steps", 1)
+        check_float(guidance_scale, "guidance_scale")
         net = self.denoising_net
         device = self._device
         t_frames = coeffs.num_frames

@@ -65,11 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> Path:
+    from flap.cli_support import run_command
+
     args = parse_args(argv)
-    try:
-        return _run(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad input: one clear line, no traceback
-        sys.exit(f"preview_pose: {exc}")
+    return run_command("preview_pose", _run, args)  # bad input: one clear line, no traceback
 
 
 def _run(args: argparse.Namespace) -> Path:

@@ -62,14 +62,11 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../conf", config_name="track", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from flap.io import VideoReadError
-    from flap.tracking import NoFaceError
+    from hydra.core.hydra_config import HydraConfig
 
-    try:
-        summary = run(cfg)
-    except (VideoReadError, NoFaceError, FileNotFoundError, ValueError) as exc:
-        print(f"track_flame: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    from flap.cli_support import run_command
+
+    summary = run_command("track_flame", run, cfg, hydra_run_dir=HydraConfig.get().runtime.output_dir)
     for key, value in summary.items():
         print(f"{key}: {value}")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flap.errors import InputError
+from flap.errors import InputError, InputNotFoundError
 from flap.eval.pose import expression_following, jaw_following, pose_following
 from flap.eval.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
 from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
@@ -58,10 +58,10 @@ def list_videos(path: str | os.PathLike) -> list[Path]:
     if p.is_file():
         return [p]
     if not p.is_dir():
-        raise FileNotFoundError(f"evaluate: video path does not exist: {p}")
+        raise InputNotFoundError(f"evaluate: video={p}: no such file or folder")
     vids = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
     if not vids:
-        raise ValueError(
+        raise InputError(
             f"evaluate: no video in folder {p} (expected files ending in {', '.join(VIDEO_SUFFIXES)})"
         )
     return vids
