@@ -30,6 +30,7 @@ from flap.eval.runner import (
     resolve_device,
     resolve_tracker,
 )
+from flap.io import probe_video
 
 __all__ = ["run", "main"]
 
@@ -49,10 +50,13 @@ def run(cfg: DictConfig | dict) -> dict:
     """Evaluate ``cfg.video`` (file or folder) and write the reports; returns the metrics dict.
 
     Raises:
-        FileNotFoundError / ValueError: missing video, request or unreadable input (names the path).
+        FileNotFoundError / ValueError: missing video, request or unreadable input (names the path);
+            every video is probed first (:class:`flap.io.VideoReadError` for a corrupt one).
     """
     cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     videos = list_videos(cfg.video)
+    for video in videos:  # a corrupt file fails here, in one line, before any model or report
+        probe_video(video)
     out = _out_dir(cfg)
     inputs = [*videos, cfg.get("request"), cfg.get("reference"), cfg.get("audio")]
     options = OmegaConf.to_container(cfg, resolve=True)

@@ -94,13 +94,13 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     """
     import time
 
-    import torch
-
     from flap.generate_io import check_generate_config, write_outputs
-    from flap.pipeline import FLAPPipeline
 
     start = time.perf_counter()
     args = check_generate_config(cfg, run_dir, resolve_path)  # every input checked before any model loads
+    import torch
+
+    from flap.pipeline import FLAPPipeline
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = FLAPPipeline.from_pretrained(args.checkpoint, torch_dtype=args.dtype, device=args.device)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from flap.errors import InputError
+from flap.errors import OutputError, UsageError
+from flap.io.atomic import remove_stale_temps
 from flap.validate import check_bool, check_choice, check_device, check_float, check_int, check_output_path
 
 __all__ = ["KEYS", "GenerateInputs", "check_generate_config", "write_outputs"]
@@ -86,17 +87,13 @@ def check_generate_config(cfg, run_dir: str | os.PathLike | None, resolve_path) 
         flap.errors.InputNotFoundError / InputError: a missing or unusable input file (names the key and file).
         flap.errors.OutputError: ``out`` cannot be written (a folder, parent is a file, not writable, an input).
     """
-    from flap.control import CONTROL_KEYS
-    from flap.face_checks import check_portrait_image
-    from flap.models.checkpoint_files import check_pipeline_folder
-    from flap.pipeline import FLAPPipeline, load_portrait
-
     get = cfg.get
+    # ---- numbers, flags, choices (no import of torch or the models: milliseconds)
     steps = check_int(get(_key("num_inference_steps")), _shown(_key("num_inference_steps")), 1)
     window = check_int(get("window"), "window", 1)
     overlap = check_int(get("overlap"), "overlap", 0)
     if overlap >= window:
-        raise InputError(f"overlap={overlap}: expected 0 <= overlap < window (window={window})")
+        raise UsageError(f"overlap={overlap}: expected 0 <= overlap < window (window={window})")
     values = dict(
         num_inference_steps=steps,
         guidance_scale=check_float(get("guidance_scale"), "guidance_scale", 0.0),
@@ -110,56 +107,63 @@ def check_generate_config(cfg, run_dir: str | os.PathLike | None, resolve_path) 
         progress=check_bool(get("progress"), "progress"),
         threads=check_int(get("threads"), "threads", 1, allow_none=True),
         dtype=check_choice(str(get("dtype")), "dtype", DTYPES),
-        device=check_device(get("device")),
     )
     for key in ("expression_scale", "jaw_scale", "pose_scale", "eyelid_scale"):
         check_float(get(key, 1.0), key, 0.0)
     check_float(get("blinks_per_minute"), "blinks_per_minute", 0.0, allow_none=True)
     check_choice(get("extend", "hold"), "extend", ("hold", "loop"))
     check_choice(get("eyelids", "auto"), "eyelids", ("auto", "audio", "blinks"))
+    values["device"] = check_device(get("device"))
 
-    # ---- files: exist, and their content is usable
+    # ---- paths exist; the output can be written (before reading any file)
     image = resolve_path(get("image"), "image")
-    check_portrait_image(load_portrait(image), str(image))
     driving = resolve_path(get("driving_video"), "driving_video")
+    audio_key = _key("audio")
+    audio_path = None if driving is not None else resolve_path(get(audio_key), _shown(audio_key))
+    coeffs_path = resolve_path(get("coeffs"), "coeffs")
+    sources = {k: resolve_path(v, k) for k in ("pose_from", "expression_from")
+               if isinstance(v := get(k), str) and v not in ("audio", "input", "none")}
+    checkpoint = resolve_path(get("checkpoint"), "checkpoint")
+    out_value = get("out")
+    out = Path(run_dir or "outputs/generate") / f"{Path(image).stem}.mp4" if out_value is None else Path(str(out_value))
+    coeffs_out = out.with_name(f"{out.stem}.coeffs.npz")
+    inputs = [p for p in (image, audio_path, driving, coeffs_path, *sources.values()) if p is not None]
+    out = check_output_path(out, "out", (".mp4",), also=(coeffs_out,), inputs=inputs)
+    remove_stale_temps(out.parent)  # left by a killed earlier run into this folder
+    for src in inputs:
+        if coeffs_out.exists() and os.path.samefile(coeffs_out, src):
+            raise OutputError(f"out={out_value}: the coefficients would overwrite the input {coeffs_out}")
+
+    # ---- file contents: each read once and handed on
+    from flap.control import CONTROL_KEYS
+    from flap.face_checks import check_portrait_image
+    from flap.models.checkpoint_files import check_pipeline_folder
+    from flap.pipeline import FLAPPipeline, load_portrait
+
+    check_portrait_image(load_portrait(image), str(image))
     if driving is not None:
         from flap.io import probe_video
 
         probe_video(driving)
-    audio_key = _key("audio")
-    audio_path = None if driving is not None else resolve_path(get(audio_key), _shown(audio_key))
     audio = None
     if audio_path is not None:
         from flap.audio.io import load_audio
 
         audio = load_audio(audio_path, fps=values["fps"])
-    coeffs_path = resolve_path(get("coeffs"), "coeffs")
     coeffs = None
     if coeffs_path is not None:
         from flap.flame import HeadCoeffs
 
         coeffs = HeadCoeffs.load(coeffs_path)
-    controls = _checked_controls(cfg, CONTROL_KEYS, resolve_path)
-    checkpoint = resolve_path(get("checkpoint"), "checkpoint")
+    controls = _checked_controls(cfg, CONTROL_KEYS, sources)
     optional = tuple(FLAPPipeline._optional_components)
-    check_pipeline_folder(checkpoint, required=("vae", "reference_net", "denoising_net", "scheduler"), optional=optional)
-
-    # ---- output: writable, not a folder, not an input; the coefficients go beside it
-    out_value = get("out")
-    out = Path(run_dir or "outputs/generate") / f"{Path(image).stem}.mp4" if out_value is None else Path(str(out_value))
-    coeffs_out = out.with_name(f"{out.stem}.coeffs.npz")
-    inputs = [p for p in (image, audio_path, driving, coeffs_path) if p is not None]
-    inputs += [Path(v) for k in ("pose_from", "expression_from") if isinstance(v := controls.get(f"{k}_path"), str)]
-    controls.pop("pose_from_path", None)
-    controls.pop("expression_from_path", None)
-    out = check_output_path(out, "out", (".mp4",), also=(coeffs_out,), inputs=inputs)
-    if any(coeffs_out.exists() and os.path.samefile(coeffs_out, p) for p in inputs if Path(p).exists()):
-        raise InputError(f"out={out_value}: would overwrite the input {coeffs_out} with the coefficients")
+    required = ("vae", "reference_net", "denoising_net", "scheduler")
+    check_pipeline_folder(checkpoint, required=tuple(c for c in required if c not in optional), optional=optional)
     return GenerateInputs(image=image, checkpoint=checkpoint, out=out, coeffs_out=coeffs_out, audio=audio,
                           driving_video=driving, coeffs=coeffs, controls=controls, inputs=inputs, **values)
 
 
-def _checked_controls(cfg, control_keys, resolve_path) -> dict:
+def _checked_controls(cfg, control_keys, sources: dict) -> dict:
     """Control settings with the pose script and coefficient sources loaded (so they fail now)."""
     from omegaconf import DictConfig, OmegaConf
 
@@ -170,12 +174,8 @@ def _checked_controls(cfg, control_keys, resolve_path) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     controls = {k: plain[k] for k in control_keys if k in plain}
     controls["seed"] = int(cfg.get("seed"))
-    for key in ("pose_from", "expression_from"):
-        value = controls.get(key)
-        if isinstance(value, str) and value not in ("audio", "input", "none"):
-            path = resolve_path(value, key)
-            controls[f"{key}_path"] = str(path)
-            controls[key] = HeadCoeffs.load(path) if path.suffix.lower() in COEFF_SUFFIXES else str(path)
+    for key, path in sources.items():
+        controls[key] = HeadCoeffs.load(path) if path.suffix.lower() in COEFF_SUFFIXES else str(path)
     pose_key = _key("pose")
     if controls.get(pose_key) is not None:
         controls[pose_key] = load_pose_script(controls[pose_key])

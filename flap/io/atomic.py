@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
