@@ -32,6 +32,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from flap.cli_support import run_command  # imported before Hydra makes its run folder (see run_command)
+
 log = logging.getLogger(__name__)
 
 __all__ = ["train", "main"]
@@ -127,8 +129,6 @@ def train(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
-
-    from flap.cli_support import run_command
 
     result = run_command("flap.train", train, cfg, hydra_run_dir=HydraConfig.get().runtime.output_dir)
     log.info("result: %s", result)
