@@ -96,7 +96,8 @@ def _is_fresh_hydra_dir(run_dir: Path) -> bool:
     """``run_dir`` holds only Hydra's files, written by this process (so it was created for this run)."""
     try:
         names = {p.name for p in run_dir.iterdir()}
-        stamp = (run_dir / ".hydra" / "config.yaml").stat().st_mtime
+        config = run_dir / ".hydra" / "config.yaml"  # absent with hydra.output_subdir=null
+        stamp = (config if config.exists() else run_dir).stat().st_mtime
     except OSError:
         return False
     return names <= _hydra_files(run_dir) and stamp >= _STARTED_AT - 1.0
