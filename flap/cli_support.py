@@ -4,6 +4,7 @@
 
 * a :class:`flap.errors.FlapError` (bad input the user can fix) into one line on stderr,
   ``<command>: error: <message>``, and its exit status (1; 2 for :class:`~flap.errors.UsageError`);
+  a ``FileNotFoundError`` (a missing path the user gave) likewise, with status 1;
 * Ctrl-C (SIGINT) and SIGTERM into one line and exit status 130 / 143 (128 + signal number, the
   shell convention). SIGTERM is turned into an exception like Ctrl-C, so every ``finally`` /
   :func:`flap.io.atomic.atomic_output` block runs and no temporary file is left behind.
@@ -75,6 +76,9 @@ def run_command(command: str, body: Callable[..., T], *args, hydra_run_dir: str 
     except FlapError as exc:
         report(command, f"error: {exc}")
         raise SystemExit(exc.exit_code) from None
+    except FileNotFoundError as exc:  # a path the user gave (libraries name it in the message)
+        report(command, f"error: {exc}")
+        raise SystemExit(1) from None
     except Terminated:
         report(command, "stopped by SIGTERM; unfinished output files removed")
         raise SystemExit(128 + signal.SIGTERM) from None

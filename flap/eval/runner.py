@@ -58,7 +58,7 @@ def list_videos(path: str | os.PathLike) -> list[Path]:
     if p.is_file():
         return [p]
     if not p.is_dir():
-        raise InputNotFoundError(f"evaluate: video={p}: no such file or folder")
+        raise InputNotFoundError(f"evaluate: video path does not exist: {p}")
     vids = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
     if not vids:
         raise InputError(

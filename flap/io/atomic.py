@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from flap.errors import OutputError
+
 __all__ = ["atomic_output", "check_not_input", "remove_stale_temps"]
 
 
@@ -27,7 +29,8 @@ def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike 
         ``Path(path)``.
 
     Raises:
-        ValueError: ``path`` names one of the input files (FLAP never overwrites its inputs).
+        flap.errors.OutputError (a ValueError): ``path`` names one of the input files (FLAP never
+            overwrites its inputs).
     """
     out = Path(path)
     for src in inputs:
@@ -40,7 +43,7 @@ def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike 
         else:
             same = src.resolve() == out.resolve()
         if same:
-            raise ValueError(f"refusing to overwrite input file {src} (output path {out} is the same file)")
+            raise OutputError(f"refusing to overwrite input file {src} (output path {out} is the same file)")
     return out
 
 
