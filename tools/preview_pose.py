@@ -77,7 +77,6 @@ def _run(args: argparse.Namespace) -> Path:
     from flap.control.preview import write_preview
     from flap.flame.model import FlameModel
     from flap.io import read_audio_track
-
     from flap.validate import check_float, check_int
 
     check_float(args.fps, "--fps", 0.0, 1000.0, open_min=True)
