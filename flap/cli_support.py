@@ -4,7 +4,8 @@
 
 * a :class:`flap.errors.FlapError` (bad input the user can fix) into one line on stderr,
   ``<command>: error: <message>``, and its exit status (1; 2 for :class:`~flap.errors.UsageError`);
-  a ``FileNotFoundError`` (a missing path the user gave) likewise, with status 1;
+  a ``FileNotFoundError`` (a missing path the user gave) likewise, with status 1, and a required
+  Hydra key left at ``???`` with status 2;
 * Ctrl-C (SIGINT) and SIGTERM into one line and exit status 130 / 143 (128 + signal number, the
   shell convention). SIGTERM is turned into an exception like Ctrl-C, so every ``finally`` /
   :func:`flap.io.atomic.atomic_output` block runs and no temporary file is left behind.
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from omegaconf.errors import MissingMandatoryValue
 
 from flap.errors import FlapError, one_line
 
@@ -79,6 +82,10 @@ def run_command(command: str, body: Callable[..., T], *args, hydra_run_dir: str 
     except FileNotFoundError as exc:  # a path the user gave (libraries name it in the message)
         report(command, f"error: {exc}")
         raise SystemExit(1) from None
+    except MissingMandatoryValue as exc:  # a required key (``???`` in the config) not given
+        key = getattr(exc, "full_key", None) or "?"
+        report(command, f"error: {key}: required, give it on the command line ({key}=...)")
+        raise SystemExit(2) from None
     except Terminated:
         report(command, "stopped by SIGTERM; unfinished output files removed")
         raise SystemExit(128 + signal.SIGTERM) from None

@@ -325,6 +325,12 @@ def test_evaluate_missing_and_corrupt_video(work):
         check_failed_run(work, before, proc, 1, "flap.evaluate", "error:", *words)
 
 
+def test_required_key_not_given(work):
+    before = listing(work)
+    proc = run(command("flap.evaluate"), work)
+    check_failed_run(work, before, proc, 2, "flap.evaluate", "error: video: required", "video=...")
+
+
 def test_prepare_missing_folder(work):
     before = listing(work)
     proc = run(command("flap.data.prepare", str(work / "no_such_folder"), str(work / "prepared")), work)
