@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from flap.cli_support import run_command
 from flap.eval.report import plot_following, write_json, write_tables
 from flap.eval.runner import (
     MetricModels,
@@ -28,6 +29,7 @@ from flap.eval.runner import (
     list_videos,
     resolve_tracker,
 )
+from flap.io import probe_video
 from flap.io.runtime import resolve_device
 
 __all__ = ["run", "main"]
@@ -48,10 +50,13 @@ def run(cfg: DictConfig | dict) -> dict:
     """Evaluate ``cfg.video`` (file or folder) and write the reports; returns the metrics dict.
 
     Raises:
-        FileNotFoundError / ValueError: missing video, request or unreadable input (names the path).
+        FileNotFoundError / ValueError: missing video, request or unreadable input (names the path);
+            every video is probed first (:class:`flap.io.VideoReadError` for a corrupt one).
     """
     cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     videos = list_videos(cfg.video)
+    for video in videos:  # a corrupt file fails here, in one line, before any model or report
+        probe_video(video)
     out = _out_dir(cfg)
     inputs = [*videos, cfg.get("request"), cfg.get("reference"), cfg.get("audio")]
     options = OmegaConf.to_container(cfg, resolve=True)
@@ -101,7 +106,9 @@ def run(cfg: DictConfig | dict) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    run_command("flap.evaluate", run, cfg, hydra_run_dir=HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":

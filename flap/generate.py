@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from flap.io.formats import SAMPLE_RATE
-from flap.io.runtime import resolve_device
+from flap.cli_support import run_command
+from flap.errors import InputNotFoundError
 
 __all__ = ["generate", "resolve_path", "main", "PROJECT_ROOT"]
 
@@ -38,33 +38,22 @@ def resolve_path(value: str | None, what: str, must_exist: bool = True) -> Path 
     to the project root (so the bundled defaults work from anywhere).
 
     Raises:
-        FileNotFoundError: ``must_exist`` and neither location exists (names the key ``what``).
+        flap.errors.InputNotFoundError (a FileNotFoundError): ``must_exist`` and neither location
+            exists (names the key ``what``).
     """
     if value is None:
         return None
     path = Path(os.path.expanduser(str(value)))
     if path.exists() or path.is_absolute():
         if must_exist and not path.exists():
-            raise FileNotFoundError(f"{what}={value}: no such file or folder")
+            raise InputNotFoundError(f"{what}={value}: no such file or folder")
         return path
     alt = PROJECT_ROOT / path
     if alt.exists():
         return alt
     if must_exist:
-        raise FileNotFoundError(f"{what}={value}: no such file or folder (looked in {Path.cwd()} and {PROJECT_ROOT})")
+        raise InputNotFoundError(f"{what}={value}: no such file or folder (looked in {Path.cwd()} and {PROJECT_ROOT})")
     return path
-
-
-def _controls(cfg: DictConfig) -> dict:
-    from flap.control import CONTROL_KEYS  # deferred like torch below: `--help` answers without them
-
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    controls = {k: plain[k] for k in CONTROL_KEYS if k in plain}
-    controls["seed"] = int(cfg.seed)
-    for key in ("pose_from", "expression_from"):
-        if isinstance(controls.get(key), str) and controls[key] not in ("audio", "input", "none"):
-            controls[key] = str(resolve_path(controls[key], key))
-    return controls
 
 
 def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
@@ -78,53 +67,35 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
         ``{"video": Path, "coeffs": Path, "num_frames": T, "fps": fps, "seconds": wall time}``.
 
     Raises:
-        FileNotFoundError, ValueError: bad input (see the module docstring); nothing is written.
+        flap.errors.FlapError (FileNotFoundError / ValueError): bad input, checked before any model
+            is loaded by :func:`flap.generate_io.check_generate_config`; nothing is written.
     """
-    # torch, diffusers and the pipeline are imported here, not at the top, so that `--help` and
-    # config errors answer in a fraction of a second
-    import torch
 
-    from flap.io import write_video
-    from flap.pipeline import FLAPPipeline
+    from flap.generate_io import check_generate_config, write_outputs
 
     start = time.perf_counter()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    image = resolve_path(cfg.image, "image")
-    driving = resolve_path(cfg.get("driving_video"), "driving_video")
+    args = check_generate_config(cfg, run_dir, resolve_path)  # every input checked before any model loads
+    import torch
+
+    from flap.pipeline import FLAPPipeline
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = FLAPPipeline.from_pretrained(args.checkpoint, torch_dtype=args.dtype, device=args.device)
     # video-driven mode uses the driving video's own audio (speech + motion of another video:
     # audio=... pose_from=clip.mp4 expression_from=clip.mp4)
-    audio = None if driving is not None else resolve_path(cfg.get("audio"), "audio")
-    coeffs = resolve_path(cfg.get("coeffs"), "coeffs")
-    checkpoint = resolve_path(cfg.checkpoint, "checkpoint", must_exist=False)
-    if cfg.out is None:
-        out = Path(run_dir or "outputs/generate") / f"{Path(image).stem}.mp4"
-    else:
-        out = Path(cfg.out)
-    if out.suffix.lower() != ".mp4":
-        raise ValueError(f"out={out}: expected a .mp4 path")
-    coeffs_out = out.with_name(f"{out.stem}.coeffs.npz")
-    inputs = [p for p in (image, audio, driving, coeffs) if p is not None]
-
-    device = resolve_device(cfg.device)
-    pipe = FLAPPipeline.from_pretrained(checkpoint, torch_dtype=str(cfg.dtype), device=device)
     portrait, final, speech = pipe.prepare(
-        image, audio=audio, coeffs=coeffs, driving_video=driving, controls=_controls(cfg),
-        fps=float(cfg.fps), num_frames=cfg.get("num_frames"),
+        args.image, audio=args.audio, coeffs=args.coeffs, driving_video=args.driving_video,
+        controls=args.controls, fps=args.fps, num_frames=args.num_frames,
     )
-    log.info("generating %d frames (%.2f s at %g fps) from %s", final.num_frames, final.duration, final.fps, image)
-    generator = torch.Generator().manual_seed(int(cfg.seed))
+    log.info("generating %d frames (%.2f s at %g fps) from %s", final.num_frames, final.duration, final.fps, args.image)
+    generator = torch.Generator().manual_seed(args.seed)
     frames = pipe.iter_frames(
-        portrait, final, num_inference_steps=int(cfg.num_inference_steps), guidance_scale=float(cfg.guidance_scale),
-        window=int(cfg.window), overlap=int(cfg.overlap), generator=generator, paste=bool(cfg.paste),
-        progress=bool(cfg.progress), strength=float(cfg.get("strength", 1.0)),
+        portrait, final, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+        window=args.window, overlap=args.overlap, generator=generator, paste=args.paste,
+        progress=args.progress, strength=args.strength,
     )
-    write_video(out, frames, final.fps, audio=speech, sample_rate=SAMPLE_RATE, inputs=inputs)
-    try:
-        final.save(coeffs_out)
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
+    write_outputs(args.out, args.coeffs_out, frames, final, speech, final.fps, inputs=args.inputs)
+    out, coeffs_out = args.out, args.coeffs_out
     seconds = time.perf_counter() - start
     return {"video": out, "coeffs": coeffs_out, "num_frames": final.num_frames, "fps": final.fps, "seconds": seconds}
 
@@ -133,10 +104,8 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    try:
-        result = generate(cfg, run_dir=HydraConfig.get().runtime.output_dir)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"flap.generate: error: {exc}") from None
+    run_dir = HydraConfig.get().runtime.output_dir
+    result = run_command("flap.generate", generate, cfg, run_dir=run_dir, hydra_run_dir=run_dir)
     print(f"wrote {result['video']} ({result['num_frames']} frames at {result['fps']:g} fps, "
           f"{result['seconds']:.0f} s) and {result['coeffs']}")
 

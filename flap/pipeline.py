@@ -19,7 +19,6 @@ Classifier-free guidance (Sec. 4.3): the unconditional branch replaces both ``c_
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,9 +36,11 @@ from flap.control import ControlConfig, apply_controls, fit_length, load_coeffs
 from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE, DEFAULT_FPS, HeadCoeffs
 from flap.io import probe_video, read_audio_track
 from flap.io.formats import SAMPLE_RATE
+from flap.models.checkpoint_files import check_pipeline_folder
 from flap.models.denoising_net import DenoisingNet
 from flap.models.reference_net import ReferenceFeatures, ReferenceNet
 from flap.portrait import PortraitCrop, crop_portrait, load_portrait, paste_back
+from flap.validate import check_float, check_int
 from flap.windows import temporal_windows, window_weights
 
 __all__ = ["FLAPPipeline", "FLAPPipelineOutput"]
@@ -124,6 +125,8 @@ class FLAPPipeline(DiffusionPipeline):
 
         Raises:
             FileNotFoundError: the folder, its ``model_index.json`` or a component sub-folder is missing.
+            flap.errors.InputError: a JSON file that is not a JSON object, an empty / truncated weights file
+                (:func:`flap.models.checkpoint_files.check_pipeline_folder`; names the file).
         """
         if isinstance(torch_dtype, str):
             torch_dtype = getattr(torch, torch_dtype)
@@ -131,13 +134,10 @@ class FLAPPipeline(DiffusionPipeline):
         classes = {"vae": AutoencoderKL, "reference_net": ReferenceNet, "denoising_net": DenoisingNet,
                    "scheduler": DDIMScheduler, "audio2flame": Audio2Flame}
         root = Path(pretrained_model_name_or_path)
-        index_path = root / "model_index.json"
-        if not index_path.is_file():
-            raise FileNotFoundError(
-                f"FLAP checkpoint {str(root)!r}: expected a folder with model_index.json (a FLAPPipeline "
-                f"saved with save_pretrained), {'the folder does not exist' if not root.exists() else 'not found'}"
-            )
-        index = json.loads(index_path.read_text())
+        # files checked (JSON, complete weights) before any loading: one line naming a bad file
+        stored = [n for n in classes if n not in kwargs]
+        index = check_pipeline_folder(root, required=tuple(n for n in stored if n not in cls._optional_components),
+                                      optional=tuple(n for n in stored if n in cls._optional_components))
         components = {}
         for name, cls_obj in classes.items():
             if name in kwargs:
@@ -255,7 +255,13 @@ class FLAPPipeline(DiffusionPipeline):
 
         Returns:
             Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
+
+        Raises:
+            flap.errors.UsageError (a ValueError): ``num_inference_steps < 1`` or a non-finite
+                ``guidance_scale`` (NaN would give a black face).
         """
+        check_int(num_inference_steps, "num_inference_steps", 1)
+        check_float(guidance_scale, "guidance_scale")
         net = self.denoising_net
         device = self._execution_device
         t_frames = coeffs.num_frames

@@ -1,6 +1,7 @@
 """The portrait side of generation: read a portrait, cut the face crop the models see, paste back.
 
-:func:`crop_portrait` finds the face (MediaPipe, :func:`flap.tracking.faces.detect_face`) and cuts
+:func:`crop_portrait` finds the faces (MediaPipe, :func:`flap.tracking.faces.detect_faces`), checks their
+size (:func:`check_portrait_image`, :func:`choose_face`) and cuts
 the square head box the training data used (paper Sec. 5.1); :func:`paste_back` is its inverse for
 the generated frames. No face raises :class:`flap.tracking.faces.NoFaceError` (the one class for
 "no face" in FLAP).
@@ -8,6 +9,7 @@ the generated frames. No face raises :class:`flap.tracking.faces.NoFaceError` (t
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +18,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flap.tracking.faces import NoFaceError, crop_frames, detect_face, head_box
+from flap.errors import InputError
+from flap.tracking.faces import NoFaceError, crop_frames, detect_faces, head_box
 
-__all__ = ["NoFaceError", "PortraitCrop", "crop_portrait", "load_portrait", "paste_back"]
+__all__ = ["MAX_UPSCALE", "MIN_IMAGE_SIDE", "NoFaceError", "PortraitCrop", "check_portrait_image", "choose_face",
+           "crop_portrait", "load_portrait", "paste_back"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +41,57 @@ class PortraitCrop:
     crop: np.ndarray
     box: tuple[float, float, float]
 
+
+
+#: smallest portrait side in pixels (face detection needs some pixels to work with)
+MIN_IMAGE_SIDE = 32
+#: largest upscaling of the head crop to the model input before the result is only blur
+MAX_UPSCALE = 4.0
+
+
+def check_portrait_image(image: np.ndarray, name: str = "portrait") -> None:
+    """Refuse an image smaller than :data:`MIN_IMAGE_SIDE` px on a side (names the image and its size).
+
+    Raises:
+        InputError: too small.
+    """
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"{name}: image is {w}×{h} px, expected a portrait of at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE} px "
+            "with a visible face"
+        )
+
+
+def choose_face(faces, size: int, scale: float, name: str = "portrait"):
+    """The face to animate (the largest) after checking its size; ``None`` when ``faces`` is empty.
+
+    Args:
+        faces: boxes ``(x0, y0, w, h)`` px, largest first.
+        size: model input side in px.
+        scale: head crop side / face box side.
+        name: how messages call the image.
+
+    Raises:
+        InputError: the head crop would be upscaled more than :data:`MAX_UPSCALE` times.
+    """
+    if not faces:
+        return None
+    face = faces[0]
+    x0, y0, w, h = (float(v) for v in face)
+    side = scale * max(w, h)
+    where = f"the {w:.0f}×{h:.0f} px face at x={x0:.0f}, y={y0:.0f}"
+    if len(faces) > 1:
+        log.warning("%s: %d faces found; animating the largest, %s", name, len(faces), where)
+    if side * MAX_UPSCALE < size:
+        raise InputError(
+            f"{name}: {where} gives a {side:.0f} px head crop, too small for the model's {size} px input "
+            f"(more than {MAX_UPSCALE:g}× upscaling); expected a face of at least {size / MAX_UPSCALE / scale:.0f} px"
+        )
+    if side < size:
+        log.warning("%s: %s gives a %.0f px head crop, smaller than the model's %d px input: upscaled %.1f×, "
+                    "the result will be blurry", name, where, side, size, size / side)
+    return face
 
 
 def load_portrait(image: str | os.PathLike | np.ndarray | Any) -> np.ndarray:
@@ -77,8 +134,12 @@ def crop_portrait(image: np.ndarray, size: int, scale: float = 1.8, detector=Non
 
     Raises:
         NoFaceError: no face found.
+        flap.errors.InputError: image or face too small (:func:`check_portrait_image`,
+            :func:`choose_face`, which also warns about several faces or a face smaller than ``size``).
     """
-    face = detector(image) if detector is not None else detect_face(image)
+    check_portrait_image(image, name)
+    faces = [detector(image)] if detector is not None else detect_faces(image)
+    face = choose_face([f for f in faces if f is not None], size, scale, name)  # warns: several / small faces
     if face is None:
         raise NoFaceError(
             f"{name}: no face found (MediaPipe face detection); expected a portrait with one visible, "

@@ -32,6 +32,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from flap.cli_support import run_command  # imported before Hydra makes its run folder (see run_command)
+
 log = logging.getLogger(__name__)
 
 __all__ = ["train", "main"]
@@ -51,19 +53,42 @@ def _instantiate_dict(cfg: DictConfig | None, what: str) -> list:
     return out
 
 
+def _check_input_paths(cfg: DictConfig) -> None:
+    """Fail in one line naming the key when the data folder (or a local model folder) does not exist.
+
+    Checked before anything is built, so ``FLAP_DATA=<missing>`` names the data folder instead of
+    failing later on some other path.
+    """
+    from flap.errors import InputNotFoundError
+
+    root = cfg.data.get("root")
+    if root is not None and not Path(str(root)).is_dir():
+        raise InputNotFoundError(
+            f"data.root={root}: no such data folder (from FLAP_DATA or the experiment; relative to "
+            f"{Path.cwd()}); prepare one with python -m flap.data.prepare <videos> <folder>"
+        )
+    vae = cfg.model.get("vae")
+    if isinstance(vae, str) and not Path(vae).exists():
+        raise InputNotFoundError(f"model.vae={vae}: no such folder (relative to {Path.cwd()}; set FLAP_VAE or model.vae)")
+
+
 def train(cfg: DictConfig) -> dict:
     """Build data, model, callbacks, logger and trainer from ``cfg``, fit, export. See the module docstring.
 
     Raises:
         ValueError: ``data`` or ``model`` missing (no experiment given), or a callback without ``_target_``.
+        flap.errors.InputNotFoundError: ``data.root`` or a local ``model.vae`` folder does not exist.
     """
     import lightning as L
 
     for key in ("data", "model"):
         if cfg.get(key) is None:
-            raise ValueError(
+            from flap.errors import UsageError
+
+            raise UsageError(
                 f"flap.train: config has no {key!r}; choose an experiment, e.g. experiment=audio2flame"
             )
+    _check_input_paths(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
 
@@ -103,7 +128,9 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    result = train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    result = run_command("flap.train", train, cfg, hydra_run_dir=HydraConfig.get().runtime.output_dir)
     log.info("result: %s", result)
 
 

@@ -94,8 +94,14 @@ def test_preview_pose_tool_errors(tmp_path, capsys):
     bad.write_text("keyframes:\n  - {t: 0, yaw: 400}\n")
     with pytest.raises(SystemExit) as info:
         _tool("preview_pose").main([str(bad), "--out", str(tmp_path / "x.mp4")])
-    assert str(bad) in str(info.value.code) and "'yaw'" in str(info.value.code)
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and err.startswith("preview_pose: error: ") and err.count("\n") == 1
+    assert str(bad) in err and "'yaw'" in err
     path = HeadCoeffs.neutral(3).save(tmp_path / "c.npz")
-    with pytest.raises(SystemExit, match="refusing to overwrite"):
+    with pytest.raises(SystemExit) as info:
         _tool("preview_pose").main([str(path), "--size", "32", "--out", str(path)])
+    assert info.value.code == 1 and "refusing to overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        _tool("preview_pose").main(["nod", "--fps", "0", "--out", str(tmp_path / "y.mp4")])
+    assert info.value.code == 2 and "--fps=0" in capsys.readouterr().err
     assert HeadCoeffs.load(path).num_frames == 3  # input intact

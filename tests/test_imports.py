@@ -3,8 +3,8 @@
 Every ``import`` / ``from ... import`` of a ``flap`` module anywhere in a file counts (also the
 ones inside functions). Layers, lowest first; a module may import its own layer and lower ones:
 
-    io, signals → flame → audio, render, tracking → control → models → portrait, windows
-    → pipeline → data, eval, training → testing → cli (generate, evaluate, train)
+    errors, validate, cli_support, io, signals → flame → audio, render, tracking → control → models → portrait, windows
+    → pipeline → data, eval, training → testing → cli (generate, generate_io, evaluate, train)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
-    {"flap", "flap.io", "flap.signals"},
+    {"flap", "flap.errors", "flap.validate", "flap.cli_support", "flap.io", "flap.signals"},
     {"flap.flame"},
     {"flap.audio", "flap.render", "flap.tracking"},
     {"flap.control"},
@@ -25,7 +25,7 @@ LAYERS = [
     {"flap.pipeline"},
     {"flap.data", "flap.eval", "flap.training"},
     {"flap.testing"},
-    {"flap.generate", "flap.evaluate", "flap.train"},
+    {"flap.generate", "flap.generate_io", "flap.evaluate", "flap.train"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 

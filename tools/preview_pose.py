@@ -66,11 +66,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> Path:
+    from flap.cli_support import run_command
+
     args = parse_args(argv)
-    try:
-        return _run(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad input: one clear line, no traceback
-        sys.exit(f"preview_pose: {exc}")
+    return run_command("preview_pose", _run, args)  # bad input: one clear line, no traceback
 
 
 def _run(args: argparse.Namespace) -> Path:
@@ -79,7 +78,11 @@ def _run(args: argparse.Namespace) -> Path:
     from flap.control.preview import write_preview
     from flap.flame.model import FlameModel
     from flap.io import read_audio_track
+    from flap.validate import check_float, check_int
 
+    check_float(args.fps, "--fps", 0.0, 1000.0, open_min=True)
+    check_float(args.duration, "--duration", 0.0, open_min=True, allow_none=True)
+    check_int(args.size, "--size", 16)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     t0 = time.perf_counter()
     audio = None if args.audio is None else read_audio_track(args.audio, 16000)

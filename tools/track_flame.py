@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from flap.cli_support import run_command  # noqa: E402 - before Hydra makes its run folder (see run_command)
+
 log = logging.getLogger("track_flame")
 
 
@@ -62,14 +64,7 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../flap/conf", config_name="track", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from flap.io import VideoReadError
-    from flap.tracking import NoFaceError
-
-    try:
-        summary = run(cfg)
-    except (VideoReadError, NoFaceError, FileNotFoundError, ValueError) as exc:
-        print(f"track_flame: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    summary = run_command("track_flame", run, cfg, hydra_run_dir=HydraConfig.get().runtime.output_dir)
     for key, value in summary.items():
         print(f"{key}: {value}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flap.errors import InputError, InputNotFoundError
 from flap.flame.coeffs import DEFAULT_FPS
 from flap.io.audio_track import read_audio_track
 from flap.io.formats import SAMPLE_RATE
@@ -21,7 +22,7 @@ from flap.io.video import VideoReadError
 __all__ = ["AudioError", "load_audio", "num_frames_for", "SAMPLE_RATE"]
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """A file exists but does not hold usable audio (empty, corrupt, no audio stream, too short)."""
 
 
@@ -47,6 +48,36 @@ def _decode_pyav(path: Path, sr: int) -> tuple[np.ndarray, int]:
         raise AudioError(f"load_audio: {path}: not audio: {exc}") from exc
 
 
+def _check_wav_length(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk claims more bytes than the file holds.
+
+    libsndfile silently reads what is there, so a truncated recording would give a shorter video.
+    Streaming writers put 0 or 0xFFFFFFFF in the size field; those are not checked.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                available = size - offset - 8
+                if declared not in (0, 0xFFFFFFFF) and declared > available:
+                    raise AudioError(
+                        f"load_audio: {path}: truncated WAV file: its header declares {declared} bytes of "
+                        f"samples, the file holds {available} ({100 * available / declared:.0f}%); re-encode "
+                        "it (e.g. ffmpeg -i in.wav out.wav) to use the part that is there"
+                    )
+                return
+            offset += 8 + declared + (declared & 1)
+
+
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = DEFAULT_FPS) -> np.ndarray:
     """Read an audio file, or the first audio stream of a video, as float32 mono at ``sr`` Hz.
 
@@ -62,12 +93,13 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = D
     Raises:
         FileNotFoundError: ``path`` does not exist.
         AudioError (a ValueError): ``path`` is a directory, is 0 bytes, cannot be decoded as audio
-            (corrupt file, an image renamed ``.wav`` ...), has no audio stream, contains NaN/inf, or is
-            shorter than one video frame. Every message names the file.
+            (corrupt file, an image renamed ``.wav`` ...), is a WAV whose header declares more samples
+            than the file holds (truncated), has no audio stream, contains NaN/inf, or is shorter than
+            one video frame. Every message names the file.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"load_audio: no such file: {path}")
+        raise InputNotFoundError(f"load_audio: no such file: {path}")
     if not path.is_file():
         raise AudioError(f"load_audio: {path}: expected an audio or video file, found a directory")
     if path.stat().st_size == 0:
@@ -75,6 +107,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, fps: float = D
     if sr <= 0:
         raise ValueError(f"load_audio: sample rate must be positive, got {sr}")
 
+    _check_wav_length(path)
     try:
         audio, rate = _decode_soundfile(path)
     except Exception:  # noqa: BLE001 - libsndfile cannot read it: let FFmpeg try (and explain)

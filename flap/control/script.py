@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from flap.errors import InputError, InputNotFoundError
 
 __all__ = [
     "EASINGS",
@@ -56,7 +59,7 @@ _KEYFRAME_KEYS = {"t", "frame", "pitch", "yaw", "roll", "easing"}
 ANGLES = ("pitch", "yaw", "roll")
 
 
-class PoseScriptError(ValueError):
+class PoseScriptError(InputError):
     """A pose script is invalid; the message names the file (or source) and the key."""
 
 
@@ -177,7 +180,7 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
         bundled = POSE_DIR / f"{stem}.yaml"
         if bundled.is_file():
             return bundled
-    raise FileNotFoundError(
+    raise InputNotFoundError(
         f"pose script {text!r}: no such file, and not a bundled script (bundled: {', '.join(bundled_pose_scripts())})"
     )
 
@@ -228,9 +231,15 @@ def _to_plain(data):
     return data
 
 
+#: a decimal number as YAML 1.2 writes it; PyYAML (YAML 1.1) reads ``1e9`` (no dot) as a string
+_YAML12_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _number(value, where: str, key: str, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+        value = float(value)  # `yaw: 1e9` is a number in YAML 1.2, a string in PyYAML's YAML 1.1
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PoseScriptError(f"{where}: key {key!r} must be a number, got {value!r}")
+        raise PoseScriptError(f"{where}: key {key!r} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
     if not math.isfinite(value):
         raise PoseScriptError(f"{where}: key {key!r} must be finite, got {value}")

@@ -45,6 +45,7 @@ import numpy as np
 from flap.data.crop import MediaPipeFaceDetector, crop_frames, detect_face_boxes, smooth_track
 from flap.data.hands import HandDetector, decide_frames, kept_segments
 from flap.data.motion import box_motion_variance, head_motion_variance
+from flap.errors import InputError, InputNotFoundError, UsageError
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
 from flap.io import VideoReadError, atomic_output, probe_video, read_audio_track, read_video
 from flap.io.formats import SAMPLE_RATE, VIDEO_SUFFIXES
@@ -105,7 +106,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"prepare: input folder not found: {root}")
+        raise InputNotFoundError(f"prepare: input folder not found: {root}")
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
                   and not p.name.startswith("."))
 
@@ -350,11 +351,11 @@ def prepare_dataset(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
     cfg = cfg or PrepareConfig()
     root, out = Path(input_dir).resolve(), Path(output_dir).resolve()
     if out == root:
-        raise ValueError(f"prepare: output folder {out} must differ from the input folder")
+        raise UsageError(f"prepare: output folder {out} must differ from the input folder")
     videos = [v for v in find_videos(root) if out not in v.parents]
     ids = [clip_id_for(v, root) for v in videos]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"prepare: two videos under {root} map to the same clip id (same path without suffix)")
+        raise InputError(f"prepare: two videos under {root} map to the same clip id (same path without suffix)")
     _check_same_settings(out, cfg)
     (out / "records").mkdir(parents=True, exist_ok=True)
     for stale in (out / "clips").glob(".tmp-*") if (out / "clips").is_dir() else []:
@@ -394,9 +395,11 @@ def main(argv: list[str] | None = None) -> dict:
         p.add_argument("--" + name.replace("_", "-"), type=type(default) if default is not None else str,
                        default=default)
     args = vars(p.parse_args(argv))
+    from flap.cli_support import run_command
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = PrepareConfig(**{k: v for k, v in args.items() if k not in ("input_dir", "output_dir")})
-    manifest = prepare_dataset(args["input_dir"], args["output_dir"], cfg)
+    manifest = run_command("flap.data.prepare", prepare_dataset, args["input_dir"], args["output_dir"], cfg)
     print(json.dumps({"summary": manifest["summary"], "run": manifest["run"]}))
     return manifest
 

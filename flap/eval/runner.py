@@ -19,6 +19,7 @@ import torch
 
 from flap.audio import AudioError, load_audio
 from flap.control.script import load_pose_script
+from flap.errors import InputError, InputNotFoundError
 from flap.eval.distribution import fid as fid_fn
 from flap.eval.distribution import fvd as fvd_fn
 from flap.eval.extractors import load_extractor
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 
-class TrackingFailed(ValueError):
+class TrackingFailed(InputError):
     """The tracker found no usable face in a generated video (the message names the file)."""
 
 
@@ -66,10 +67,10 @@ def list_videos(path: str | os.PathLike) -> list[Path]:
     if p.is_file():
         return [p]
     if not p.is_dir():
-        raise FileNotFoundError(f"evaluate: video path does not exist: {p}")
+        raise InputNotFoundError(f"evaluate: video path does not exist: {p}")
     vids = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
     if not vids:
-        raise ValueError(
+        raise InputError(
             f"evaluate: no video in folder {p} (expected files ending in {', '.join(VIDEO_SUFFIXES)})"
         )
     return vids

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flap.errors import InputError
 from flap.flame.safe_pickle import safe_load_npy, safe_load_pickle
 
 __all__ = [
@@ -66,7 +67,7 @@ def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     raw = path.read_bytes()
     marker = b"end_header\n"
     if not raw.startswith(b"ply") or marker not in raw:
-        raise ValueError(f"{path}: not a PLY file (no 'ply' magic / 'end_header')")
+        raise InputError(f"{path}: not a PLY file (no 'ply' magic / 'end_header')")
     end = raw.index(marker) + len(marker)
     header = raw[:end].decode("ascii", "replace").splitlines()
     fmt = next((ln.split()[1] for ln in header if ln.startswith("format")), "")
@@ -81,22 +82,22 @@ def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             props[current].append(parts[-1])
     nv, nf = counts.get("vertex", 0), counts.get("face", 0)
     if props["vertex"][:3] != ["x", "y", "z"] or not nf:
-        raise ValueError(f"{path}: expected vertex x, y, z and a face element, found {props}")
+        raise InputError(f"{path}: expected vertex x, y, z and a face element, found {props}")
     if fmt == "binary_little_endian":
         if len(props["vertex"]) != 3:
-            raise ValueError(f"{path}: binary PLY reader supports float x, y, z vertices only")
+            raise InputError(f"{path}: binary PLY reader supports float x, y, z vertices only")
         verts = np.frombuffer(raw, dtype="<f4", count=nv * 3, offset=end).reshape(nv, 3)
         rec = np.dtype([("n", "u1"), ("i", "<i4", 3)])
         faces = np.frombuffer(raw, dtype=rec, count=nf, offset=end + nv * 12)
         if (faces["n"] != 3).any():
-            raise ValueError(f"{path}: only triangle faces are supported")
+            raise InputError(f"{path}: only triangle faces are supported")
         return verts.astype(np.float32), faces["i"].astype(np.int64)
     if fmt == "ascii":
         lines = raw[end:].decode("ascii").split("\n")
         verts = np.array([ln.split()[:3] for ln in lines[:nv]], dtype=np.float32)
         faces = np.array([ln.split()[1:4] for ln in lines[nv : nv + nf]], dtype=np.int64)
         return verts, faces
-    raise ValueError(f"{path}: unsupported PLY format {fmt!r}")
+    raise InputError(f"{path}: unsupported PLY format {fmt!r}")
 
 
 def _dense(value) -> np.ndarray:
@@ -124,19 +125,19 @@ def load_flame_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if suffix == ".pkl":
         data = safe_load_pickle(path)
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a dict of arrays, found {type(data).__name__}")
+            raise InputError(f"{path}: expected a dict of arrays, found {type(data).__name__}")
     elif suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     else:
-        raise ValueError(f"{path}: expected a FLAME .pkl or .npz file, got suffix {suffix!r}")
+        raise InputError(f"{path}: expected a FLAME .pkl or .npz file, got suffix {suffix!r}")
     out: dict[str, np.ndarray] = {}
     for key, shape in REQUIRED_KEYS.items():
         if key not in data:
-            raise ValueError(f"{path}: missing key {key!r} (found keys {sorted(data)})")
+            raise InputError(f"{path}: missing key {key!r} (found keys {sorted(data)})")
         arr = _dense(data[key])
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-            raise ValueError(f"{path}: key {key!r} has shape {arr.shape}, expected {shape}")
+            raise InputError(f"{path}: key {key!r} has shape {arr.shape}, expected {shape}")
         out[key] = arr
     for side in ("l_eyelid", "r_eyelid"):
         if side in data:
@@ -146,7 +147,7 @@ def load_flame_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     nv = out["v_template"].shape[0]
     for key in ("shapedirs", "posedirs", "weights", "l_eyelid", "r_eyelid"):
         if key in out and out[key].shape[0] != nv:
-            raise ValueError(f"{path}: key {key!r} has {out[key].shape[0]} vertices, v_template has {nv}")
+            raise InputError(f"{path}: key {key!r} has {out[key].shape[0]} vertices, v_template has {nv}")
     return out
 
 
@@ -174,7 +175,7 @@ def load_landmark_embeddings(
         ("dynamic", dynamic, dynamic_path, (79, 17)),
     ):
         if not isinstance(src, dict) or not {"lmk_face_idx", "lmk_b_coords"} <= set(src):
-            raise ValueError(f"{path}: expected a dict with 'lmk_face_idx' and 'lmk_b_coords'")
+            raise InputError(f"{path}: expected a dict with 'lmk_face_idx' and 'lmk_b_coords'")
         faces = np.asarray(src["lmk_face_idx"]).astype(np.int64)
         bary = np.asarray(src["lmk_b_coords"], dtype=np.float64)
         if faces.shape != faces_shape or bary.shape != (*faces_shape, 3):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from flap.errors import InputError, InputNotFoundError
 from flap.flame.rotations import (
     axis_angle_to_degrees,
     degrees_to_axis_angle,
@@ -279,36 +280,75 @@ class HeadCoeffs:
         """Load a file written by :meth:`save` (``.npz`` or ``.safetensors``).
 
         Raises:
-            FileNotFoundError: missing file.
-            ValueError: unknown suffix, missing ``coeffs``/``fps`` key, bad shape, NaN/inf or fps ≤ 0
-                (the message names the file).
+            InputNotFoundError (a FileNotFoundError): missing file.
+            InputError (a ValueError): unknown suffix, not a readable npz / safetensors file
+                (truncated, garbage), missing ``coeffs``/``fps`` key, non-numeric data, bad shape,
+                0 frames, NaN/inf, fps not one positive number. The message names the file.
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"HeadCoeffs.load: no such file: {path}")
-        suffix = path.suffix.lower()
+            what = "a folder" if path.is_dir() else "no such file"
+            raise InputNotFoundError(f"HeadCoeffs.load: {path}: {what}, expected a .npz or .safetensors coefficient file")
         try:
-            if suffix == ".npz":
-                with np.load(path, allow_pickle=False) as z:
-                    for key in ("coeffs", "fps"):
-                        if key not in z.files:
-                            raise ValueError(f"missing key {key!r} (found keys {sorted(z.files)})")
-                    data, fps = torch.from_numpy(z["coeffs"].copy()), float(z["fps"])
-            elif suffix == ".safetensors":
-                from safetensors import safe_open
+            data, fps = _read_coeffs_file(path)
+            return cls(_numeric(data, "'coeffs'"), _scalar_fps(fps))
+        except ValueError as exc:
+            raise InputError(f"HeadCoeffs.load: {path}: {exc}") from exc
 
-                with safe_open(str(path), framework="pt") as f:
-                    if "coeffs" not in f.keys():
-                        raise ValueError(f"missing tensor 'coeffs' (found {sorted(f.keys())})")
-                    meta = f.metadata() or {}
-                    if "fps" not in meta:
-                        raise ValueError("missing metadata key 'fps'")
-                    data, fps = f.get_tensor("coeffs"), float(meta["fps"])
-            else:
-                raise ValueError(f"expected a .npz or .safetensors file, got suffix {suffix!r}")
-            return cls(data, fps)
-        except (ValueError, OSError, KeyError) as exc:
-            raise ValueError(f"HeadCoeffs.load: {path}: {exc}") from exc
+
+def _read_coeffs_file(path: Path) -> tuple[np.ndarray | torch.Tensor, object]:
+    """Raw ``(coeffs, fps)`` of a coefficient file; every decoding failure becomes a ValueError."""
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                for key in ("coeffs", "fps"):
+                    if key not in z.files:
+                        raise ValueError(f"missing key {key!r} (found keys {sorted(z.files)})")
+                return z["coeffs"].copy(), z["fps"]
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zipfile / zlib / numpy raise many types for a damaged file
+            raise ValueError(f"not a readable .npz file ({type(exc).__name__}: {exc}); truncated or not written by HeadCoeffs.save?") from exc
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                if "coeffs" not in f.keys():
+                    raise ValueError(f"missing tensor 'coeffs' (found {sorted(f.keys())})")
+                meta = f.metadata() or {}
+                if "fps" not in meta:
+                    raise ValueError("missing metadata key 'fps'")
+                return f.get_tensor("coeffs"), meta["fps"]
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError for damaged files
+            raise ValueError(f"not a readable .safetensors file ({type(exc).__name__}: {exc})") from exc
+    raise ValueError(f"expected a .npz or .safetensors file, got suffix {suffix!r}")
+
+
+def _numeric(data, what: str):
+    """``data`` if it is a real-number array with at least one frame, else ValueError naming ``what``."""
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind not in "fiu":
+            raise ValueError(f"{what} must hold real numbers, found dtype {data.dtype}")
+    elif isinstance(data, torch.Tensor) and (data.is_complex() or data.dtype == torch.bool):
+        raise ValueError(f"{what} must hold real numbers, found dtype {data.dtype}")
+    if data.ndim != 2 or data.shape[1] != COND_DIM:
+        raise ValueError(f"{what} must have shape (T, {COND_DIM}), found {tuple(data.shape)}")
+    if data.shape[0] == 0:
+        raise ValueError(f"{what} has 0 frames, expected at least 1")
+    return data
+
+
+def _scalar_fps(fps) -> float:
+    """One positive finite fps from an npz array or a safetensors metadata string (ValueError otherwise)."""
+    if isinstance(fps, np.ndarray):
+        if fps.size != 1 or fps.dtype.kind not in "fiu":
+            raise ValueError(f"'fps' must be one number, found {fps.dtype} array of shape {fps.shape}")
+        fps = fps.reshape(()).item()
+    return _check_fps(fps, "'fps'")
 
 
 def jaw_opening(coeffs: np.ndarray) -> np.ndarray:

@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from flap.errors import FlapError
+
 __all__ = ["UnsafePickleError", "RestrictedUnpickler", "safe_load_pickle", "safe_load_npy", "to_numpy_tree"]
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(FlapError, pickle.UnpicklingError):
     """A pickle asked for a global outside the allow-list (possible code execution)."""
 
 

@@ -1,19 +1,26 @@
 """Atomic file output: write to a temporary file in the destination folder, then rename.
 
 A failure (exception, Ctrl-C) inside :func:`atomic_output` removes the temporary file, so a
-half-written file never appears under the final name (docs/DESIGN.md, "Conventions").
+half-written file never appears under the final name (docs/DESIGN.md, "Conventions"). Temporary names
+are hidden and carry the writer's process id (``.<stem>.<pid>-<random>.tmp<suffix>``), so a file
+left by a killed process (SIGKILL, power loss) is recognised and removed by the next write into
+that folder (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_folder", "atomic_output", "check_not_input"]
+from flap.errors import OutputError
+
+__all__ = ["atomic_folder", "atomic_output", "check_not_input", "remove_stale_temps"]
 
 
 def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
@@ -23,7 +30,8 @@ def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike 
         ``Path(path)``.
 
     Raises:
-        ValueError: ``path`` names one of the input files (FLAP never overwrites its inputs).
+        flap.errors.OutputError (a ValueError): ``path`` names one of the input files (FLAP never
+            overwrites its inputs).
     """
     out = Path(path)
     for src in inputs:
@@ -36,7 +44,7 @@ def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike 
         else:
             same = src.resolve() == out.resolve()
         if same:
-            raise ValueError(f"refusing to overwrite input file {src} (output path {out} is the same file)")
+            raise OutputError(f"refusing to overwrite input file {src} (output path {out} is the same file)")
     return out
 
 
@@ -71,7 +79,8 @@ def atomic_output(
     """
     final = check_not_input(path, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    remove_stale_temps(final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.{os.getpid()}-", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -115,3 +124,57 @@ def atomic_folder(path: str | os.PathLike, *, merge: bool = False) -> Iterator[P
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: temporary names of :func:`atomic_output` (``.o.<pid>-<random>.tmp.mp4``) and of
+#: ``HeadCoeffs.save`` (``.o.coeffs.npz.tmp<pid>.npz``); group ``pid`` is the writer's process id
+_TEMP_NAMES = (
+    re.compile(r"^\..+\.(?P<pid>\d+)-[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$"),
+    re.compile(r"^\..+\.tmp(?P<pid>\d+)(\.[A-Za-z0-9]+)?$"),
+)
+#: temporary names without a process id (older FLAP versions): removed once older than this (s)
+_LEGACY_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp\.[A-Za-z0-9]+$")
+LEGACY_TEMP_AGE = 3600.0
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete FLAP temporary files in ``folder`` whose writing process no longer exists.
+
+    Only hidden files matching FLAP's temporary names are considered; files of running processes
+    (another FLAP run writing into the same folder) are kept. Returns the removed paths.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(".") or ".tmp" not in name:
+            continue
+        match = next((m for m in (r.match(name) for r in _TEMP_NAMES) if m), None)
+        if match is not None:
+            stale = not _alive(int(match["pid"]))
+        else:
+            try:
+                stale = bool(_LEGACY_TEMP.match(name)) and now - entry.stat().st_mtime > LEGACY_TEMP_AGE
+            except OSError:
+                stale = False
+        if stale and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed

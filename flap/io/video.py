@@ -23,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from flap.errors import InputError
 from flap.io.atomic import atomic_output
 from flap.io.formats import IMAGE_SUFFIXES, SAMPLE_RATE
 
@@ -39,7 +40,7 @@ __all__ = [
 #: Image file suffixes that :func:`read_video` accepts as a one-frame video.
 
 
-class VideoReadError(ValueError):
+class VideoReadError(InputError):
     """A video (or image) could not be read; the message names the file and the problem."""
 
 

@@ -21,11 +21,14 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from flap.errors import InputError
+
 __all__ = [
     "NoFaceError",
     "MediaPipeFaceDetector",
     "crop_frames",
     "detect_face",
+    "detect_faces",
     "head_box",
     "import_mediapipe",
     "quiet_mediapipe_call",
@@ -36,7 +39,7 @@ __all__ = [
 PROTOBUF_NOTICE = r"SymbolDatabase\.GetPrototype\(\) is deprecated"
 
 
-class NoFaceError(ValueError):
+class NoFaceError(InputError):
     """No face was found in the input (an image, or any frame of a video); the message names the file."""
 
 
@@ -100,32 +103,43 @@ class MediaPipeFaceDetector:
         self._found = False
 
     def __call__(self, frame: np.ndarray):
+        boxes = self.detect_all(frame)
+        return boxes[0] if boxes else None
+
+    def detect_all(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Every face box ``(x0, y0, w, h)`` in pixels, largest first (empty list: no face)."""
         h, w = frame.shape[:2]
         result = quiet_mediapipe_call(self._det.process, np.ascontiguousarray(frame), native=not self._found)
         if not result.detections:
-            return None
+            return []
         self._found = True  # native logs come from lazy set-up, until the first detection
         boxes = [d.location_data.relative_bounding_box for d in result.detections]
-        b = max(boxes, key=lambda r: r.width * r.height)
-        return (b.xmin * w, b.ymin * h, b.width * w, b.height * h)
+        boxes = sorted(boxes, key=lambda r: r.width * r.height, reverse=True)
+        return [(b.xmin * w, b.ymin * h, b.width * w, b.height * h) for b in boxes]
 
     def close(self) -> None:
         """Release the MediaPipe graph."""
         self._det.close()
 
 
-def detect_face(image: np.ndarray):
-    """Largest MediaPipe face box ``(x0, y0, w, h)`` of an RGB image with the full-range model, else
-    the short-range one (close-ups); ``None`` when neither finds a face."""
+def detect_faces(image: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """MediaPipe face boxes ``(x0, y0, w, h)`` px of an RGB image, largest first: the full-range model,
+    else the short-range one (close-ups); an empty list when neither finds a face."""
     for model_selection in (1, 0):
         detector = MediaPipeFaceDetector(model_selection=model_selection)
         try:
-            face = detector(image)
+            faces = detector.detect_all(image)
         finally:
             detector.close()
-        if face is not None:
-            return face
-    return None
+        if faces:
+            return faces
+    return []
+
+
+def detect_face(image: np.ndarray):
+    """Largest face box ``(x0, y0, w, h)`` of :func:`detect_faces`, ``None`` when there is none."""
+    faces = detect_faces(image)
+    return faces[0] if faces else None
 
 
 def head_box(face_box, scale: float = 1.8, shift_up: float = 0.1) -> tuple[float, float, float]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flap.errors import OutputError
 from flap.flame.coeffs import HeadCoeffs
 from flap.flame.model import FlameModel
 from flap.io import atomic_output, check_not_input, iter_video, write_video
@@ -102,7 +103,7 @@ class TrackingResult:
         side = sidecar_path(path)
         check_not_input(side, inputs)
         if path.suffix.lower() not in (".npz", ".safetensors"):
-            raise ValueError(
+            raise OutputError(
                 f"tracking output {path}: expected a .npz or .safetensors path, got {path.suffix!r}"
             )
         with atomic_output(side, inputs=inputs) as tmp, open(tmp, "wb") as fh:
