@@ -59,6 +59,8 @@ SAMPLE_RATE = 16000
 #: Preview frames (pixels) and how many preview folders are kept.
 PREVIEW_SIZE = (192, 192)
 KEEP_PREVIEWS = 20
+#: Coefficient files accepted where a video is (already tracked, e.g. by ``tools/track_flame.py``).
+COEFF_SUFFIXES = (".npz", ".safetensors")
 
 
 @dataclass
@@ -239,7 +241,7 @@ class Studio:
         if driving is not None:
             from flap.io import probe_video, read_audio_track
 
-            if not probe_video(driving).has_audio:
+            if Path(driving).suffix.lower() in COEFF_SUFFIXES or not probe_video(driving).has_audio:
                 return None
             speech = self._cached(("track-audio", _file_key(driving)),
                                   lambda: read_audio_track(driving, sample_rate=SAMPLE_RATE))

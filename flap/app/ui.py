@@ -38,15 +38,14 @@ FROM_VIDEO = "another video"
 DEMO = PROJECT_ROOT / "assets" / "demo"
 
 CSS = """
-#flap-status p { font-size: 1.05em; }
-#flap-status .flap-error { color: #b91c1c; font-weight: 600; }
+#flap-status strong, #flap-preview-info strong { color: #b91c1c; }
 """
 
 
 def _error(exc: BaseException) -> str:
     if not isinstance(exc, USER_ERRORS):
         log.exception("flap.app: unexpected error")
-    return f'<span class="flap-error">Error: {exc}</span>'
+    return f"**Error:** {exc}"
 
 
 def _inputs(portrait, speech, driving, checkpoint) -> StudioInputs:
@@ -70,7 +69,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 gr.Markdown("## 1 · Inputs")
-                portrait = gr.Image(label="Portrait (one visible face)", type="filepath", sources=["upload"],
+                portrait = gr.Image(label="Portrait (one visible face)", type="filepath", sources=["upload"], format="png",
                                     height=220, elem_id="flap-portrait")
                 speech = gr.Audio(label="Speech (upload or record)", type="filepath",
                                   sources=["upload", "microphone"], elem_id="flap-speech")
