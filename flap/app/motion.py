@@ -158,7 +158,7 @@ def jaw_degrees(coeffs: HeadCoeffs) -> np.ndarray:
 
 
 def plot_motion(coeffs: HeadCoeffs, path: str | os.PathLike, script: PoseScript | None = None,
-                size: tuple[float, float] = (7.0, 2.6), dpi: int = 100) -> Path:
+                size: tuple[float, float] = (6.4, 3.0), dpi: int = 100) -> Path:
     """Write a PNG plot of head pitch / yaw / roll and jaw opening (degrees) over time (seconds).
 
     Keyframe times of ``script`` (if given) are drawn as dotted vertical lines (within the clip;
@@ -187,7 +187,7 @@ def plot_motion(coeffs: HeadCoeffs, path: str | os.PathLike, script: PoseScript 
     ax.set_ylabel("degrees")
     ax.set_xlim(0, max(coeffs.duration, 1.0 / coeffs.fps))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", ncols=4, fontsize=8, frameon=False)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=4, fontsize=8, frameon=False)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -105,10 +105,10 @@ def build_app(studio: Studio) -> gr.Blocks:
                                             elem_id="flap-expression-video")
             with gr.Column(scale=1):
                 gr.Markdown("## 3 · Preview (FLAME mesh, no diffusion)")
-                preview_video = gr.Video(label="Mesh preview", interactive=False, autoplay=False,
+                preview_video = gr.Video(label="Mesh preview", interactive=False, autoplay=False, height=300,
                                          elem_id="flap-preview-video")
-                preview_plot = gr.Image(label="Pitch / yaw / roll / jaw (degrees)", interactive=False,
-                                        type="filepath", elem_id="flap-preview-plot")
+                preview_plot = gr.Image(label="Pitch / yaw / roll / jaw (degrees)", show_label=False,
+                                        interactive=False, type="filepath", elem_id="flap-preview-plot")
                 preview_info = gr.Markdown(elem_id="flap-preview-info")
         gr.Markdown("## 4 · Generate")
         with gr.Row(equal_height=False):
@@ -127,7 +127,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 status = gr.Markdown("Load a portrait and speech (or the bundled demo), shape the motion, "
                                      "then Generate.", elem_id="flap-status")
             with gr.Column(scale=1):
-                result_video = gr.Video(label="Result", interactive=False, elem_id="flap-result-video")
+                result_video = gr.Video(label="Result", interactive=False, height=360, elem_id="flap-result-video")
             with gr.Column(scale=1):
                 downloads = gr.File(label="Downloads: video, coefficients, pose script", file_count="multiple",
                                     interactive=False, elem_id="flap-downloads")
