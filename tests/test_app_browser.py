@@ -13,6 +13,7 @@ Set ``FLAP_APP_SCREENSHOT=docs/images/app.png`` to keep the screenshot (the READ
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -70,7 +71,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.3):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _require(CHECKPOINT.joinpath("model_index.json").is_file(), f"demo checkpoint missing: {CHECKPOINT}")
-    pytest.importorskip("gradio") if os.environ.get("CI", "").lower() != "true" else __import__("gradio")
+    _require(importlib.util.find_spec("gradio") is not None, 'gradio not installed (pip install -e ".[app]")')
     work = tmp_path_factory.mktemp("app_cwd")
     out = work / "out"
     port = _free_port()
@@ -95,10 +96,10 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    webdriver = pytest.importorskip("selenium.webdriver") if os.environ.get("CI", "").lower() != "true" \
-        else __import__("selenium.webdriver").webdriver
+    _require(importlib.util.find_spec("selenium") is not None, 'selenium not installed (pip install -e ".[dev]")')
     _require(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
              "Chromium / ChromeDriver not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
@@ -117,10 +118,11 @@ def browser(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------ page helpers
-def css(driver, selector):
+def css(driver, selector, timeout: float = 15):
+    """The element matching ``selector``, waiting for it (Gradio renders some parts lazily)."""
     from selenium.webdriver.common.by import By
 
-    return driver.find_element(By.CSS_SELECTOR, selector)
+    return wait_for(lambda: driver.find_element(By.CSS_SELECTOR, selector), timeout, selector)
 
 
 def text_of(driver, selector) -> str:

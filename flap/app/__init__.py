@@ -21,7 +21,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flap.app.handlers import GenerationResult, MotionSettings, PreviewResult, SamplingSettings, Studio, StudioInputs
+from flap.app.handlers import (
+    GenerationResult,
+    MotionSettings,
+    PreviewResult,
+    SamplingSettings,
+    Studio,
+    StudioInputs,
+)
 
 __all__ = [
     "GenerationResult",

@@ -159,7 +159,7 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         def generate(portrait_v, speech_v, driving_v, checkpoint_v, table_v, mode_v, repeat_v, blinks_v, jaw_v,
                      expression_source_v, expression_video_v, seconds_v, steps_v, guidance_v, strength_v, seed_v,
-                     paste_v, progress=gr.Progress(track_tqdm=True)):
+                     paste_v, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio injects it)
             try:
                 result = studio.generate(
                     _inputs(portrait_v, speech_v, driving_v, checkpoint_v),
