@@ -42,6 +42,21 @@ CSS = """
 """
 
 
+class PortraitImage(gr.Image):
+    """``gr.Image`` that hands the uploaded file over untouched (no decoding, no re-encoding).
+
+    :func:`flap.pipeline.load_portrait` then reads it, so a file that is not an image gets the
+    command line's one-line message instead of Gradio's preprocessing traceback.
+    """
+
+    is_template = True  # rendered by the front end's ordinary image component
+
+    def preprocess(self, payload):
+        if payload is None or payload.path is None or (payload.url or "").startswith("data:"):
+            return super().preprocess(payload)
+        return str(payload.path)
+
+
 def _error(exc: BaseException) -> str:
     if not isinstance(exc, USER_ERRORS):
         log.exception("flap.app: unexpected error")
@@ -69,7 +84,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 gr.Markdown("## 1 · Inputs")
-                portrait = gr.Image(label="Portrait (one visible face)", type="filepath", sources=["upload"], format="png",
+                portrait = PortraitImage(label="Portrait (one visible face)", type="filepath", sources=["upload"],
                                     height=220, elem_id="flap-portrait")
                 speech = gr.Audio(label="Speech (upload or record)", type="filepath",
                                   sources=["upload", "microphone"], elem_id="flap-speech")
