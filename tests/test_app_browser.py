@@ -81,10 +81,12 @@ def server(tmp_path_factory):
                              "--checkpoints", str(CHECKPOINT), "--device", "cpu"],
                             cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    package_files = sorted(p for p in (ROOT / "flap").rglob("*") if "__pycache__" not in p.parts)
     try:
         wait_for(lambda: proc.poll() is None and urllib.request.urlopen(url, timeout=5).status == 200, 180,
                  "the app to serve")
-        yield {"url": url, "out": out, "cwd": work, "proc": proc, "log": work.parent / "app.log"}
+        yield {"url": url, "out": out, "cwd": work, "proc": proc, "log": work.parent / "app.log",
+               "package_files": package_files}
     finally:
         proc.terminate()
         try:
@@ -284,6 +286,7 @@ def test_studio_in_a_real_browser(server, browser, tmp_path):
                                    " && !n.startsWith('data:'))")
     assert remote == []
     assert sorted(p.name for p in server["cwd"].iterdir()) == ["out"]
+    assert sorted(p for p in (ROOT / "flap").rglob("*") if "__pycache__" not in p.parts) == server["package_files"]
 
     # --- a screenshot of the whole page, checked again from the file
     height = driver.execute_script("return Math.max(document.body.scrollHeight, "

@@ -196,3 +196,25 @@ def test_command_line_defaults_and_share_flag():
     assert parse_args(["--share", "false"]).share is False and parse_args(["--share", "true"]).share is True
     with pytest.raises(SystemExit):
         parse_args(["--share", "maybe"])
+
+
+# ------------------------------------------------------------------------------------------ real videos
+@pytest.mark.slow
+def test_video_driven_preview_and_expression_from_another_video(studio, shared_data):
+    """Tracked motion + the clip's own audio (video-driven), and expression copied from a second clip."""
+    from flap.control import fit_length
+    from flap.pipeline import track_driving_video
+
+    driving = shared_data / "video" / "motion" / "pcavs_pose_00067.mp4"  # 25 fps, with audio
+    talker = shared_data / "video" / "motion" / "pcavs_audio_00086.mp4"
+    motion = MotionSettings(seconds=1.0, blinks_per_minute=None, jaw_scale=2.0, expression_video=str(talker))
+    final, speech, _ = studio.motion_coeffs(StudioInputs(driving_video=str(driving)), motion)
+    tracked = fit_length(track_driving_video(driving, max_frames=26), 25, 25.0)
+    expression = fit_length(track_driving_video(talker, max_frames=26), 25, 25.0)
+    assert final.num_frames == 25 and speech.shape == (16000,) and np.abs(speech).max() > 0.01
+    assert torch.allclose(final.global_rot, tracked.global_rot, atol=1e-5)  # head motion of the driving clip
+    assert torch.allclose(final.jaw, 2.0 * expression.jaw, atol=1e-5)  # jaw of the other clip, x2
+    assert torch.allclose(final.expression, expression.expression, atol=1e-5)
+    preview = studio.preview(StudioInputs(driving_video=str(driving)), MotionSettings(seconds=1.0))
+    with av.open(str(preview.video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 25 and len(c.streams.audio) == 1

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from flap.app.motion import has_keyframes, plot_motion, script_from_table, script_yaml
-from flap.control import ControlConfig, PoseScript, apply_controls, fit_length, load_coeffs
+from flap.control import ControlConfig, PoseScript, apply_controls, fit_length
 from flap.flame.coeffs import DEFAULT_FPS, HeadCoeffs
 
 __all__ = [
@@ -275,15 +275,12 @@ class Studio:
                                else _number(motion.blinks_per_minute, "blink rate", 0.0))
         expression = _existing(motion.expression_video, "expression video")
         if expression is not None:
-            config.expression_from = self._cached(("coeffs", _file_key(expression), self.fps),
-                                                  lambda: load_coeffs(expression, self.fps))
+            config.expression_from = self._tracked(expression, seconds)
         speech = self._speech(inputs, seconds)
         driving = _existing(inputs.driving_video, "driving video")
         fps = self.fps
         if driving is not None:
-            from flap.pipeline import track_driving_video
-
-            tracked = self._cached(("track", _file_key(driving)), lambda: track_driving_video(driving))
+            tracked = self._tracked(driving, seconds)
             num_frames = max(1, round((seconds if seconds is not None else tracked.duration) * fps))
             base = fit_length(tracked, num_frames, fps)
         elif speech is not None:
@@ -300,6 +297,19 @@ class Studio:
             n = int(round(final.num_frames / fps * SAMPLE_RATE))
             speech = np.pad(speech[:n], (0, max(0, n - len(speech))))
         return final, speech, script
+
+    def _tracked(self, path: str, seconds: float | None) -> HeadCoeffs:
+        """FLAME coefficients of a video (tracked once, cached; only the first ``seconds`` if given) or of a
+        ``.npz`` / ``.safetensors`` coefficient file."""
+        from flap.pipeline import track_driving_video
+
+        max_frames = None
+        if seconds is not None and Path(path).suffix.lower() not in COEFF_SUFFIXES:
+            from flap.io import probe_video
+
+            max_frames = math.ceil(seconds * probe_video(path).fps) + 1
+        return self._cached(("track", _file_key(path), max_frames),
+                            lambda: track_driving_video(path, max_frames=max_frames))
 
     # ------------------------------------------------------------------ outputs
     def _new_folder(self, kind: str) -> Path:

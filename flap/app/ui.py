@@ -42,19 +42,22 @@ CSS = """
 """
 
 
-class PortraitImage(gr.Image):
-    """``gr.Image`` that hands the uploaded file over untouched (no decoding, no re-encoding).
+def _untouched_upload(image: gr.Image) -> gr.Image:
+    """Make ``image`` hand the uploaded file over untouched (no decoding, no re-encoding).
 
     :func:`flap.pipeline.load_portrait` then reads it, so a file that is not an image gets the
-    command line's one-line message instead of Gradio's preprocessing traceback.
+    command line's one-line message instead of Gradio's preprocessing traceback. (An instance
+    attribute, not a subclass: Gradio writes a ``.pyi`` stub beside every component subclass.)
     """
+    decode = image.preprocess
 
-    is_template = True  # rendered by the front end's ordinary image component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or payload.path is None or (payload.url or "").startswith("data:"):
-            return super().preprocess(payload)
+            return decode(payload)
         return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
 
 
 def _error(exc: BaseException) -> str:
@@ -84,8 +87,9 @@ def build_app(studio: Studio) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 gr.Markdown("## 1 · Inputs")
-                portrait = PortraitImage(label="Portrait (one visible face)", type="filepath", sources=["upload"],
+                portrait = gr.Image(label="Portrait (one visible face)", type="filepath", sources=["upload"],
                                     height=220, elem_id="flap-portrait")
+                _untouched_upload(portrait)
                 speech = gr.Audio(label="Speech (upload or record)", type="filepath",
                                   sources=["upload", "microphone"], elem_id="flap-speech")
                 with gr.Accordion("Video-driven mode (optional)", open=False):
