@@ -55,6 +55,7 @@ def configure_environment(output_dir: str | os.PathLike) -> Path:
     os.environ["GRADIO_TEMP_DIR"] = str(out / "gradio")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("MPLCONFIGDIR", str(out / "matplotlib"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return out
 
 

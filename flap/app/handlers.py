@@ -183,10 +183,10 @@ class Studio:
     checkpoint_roots: Sequence[str | os.PathLike] = ()
     device: str = "auto"
     fps: float = DEFAULT_FPS
-    _pipes: dict = field(default_factory=dict, repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _counter: itertools.count = field(default_factory=itertools.count, repr=False)
+    _pipes: dict = field(default_factory=dict, init=False, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _counter: itertools.count = field(default_factory=itertools.count, init=False, repr=False)
 
     def __post_init__(self):
         self.output_dir = Path(self.output_dir).resolve()

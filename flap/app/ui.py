@@ -88,10 +88,10 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Column(scale=1):
                 gr.Markdown("## 1 · Inputs")
                 portrait = gr.Image(label="Portrait (one visible face)", type="filepath", sources=["upload"],
-                                    height=220, elem_id="flap-portrait")
+                                    height=220, buttons=["fullscreen"], elem_id="flap-portrait")
                 _untouched_upload(portrait)
                 speech = gr.Audio(label="Speech (upload or record)", type="filepath",
-                                  sources=["upload", "microphone"], elem_id="flap-speech")
+                                  sources=["upload", "microphone"], buttons=["download"], elem_id="flap-speech")
                 with gr.Accordion("Video-driven mode (optional)", open=False):
                     driving = gr.Video(label="Driving video: its tracked motion and its audio (speech is ignored)",
                                        sources=["upload"], elem_id="flap-driving")
@@ -125,9 +125,10 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Column(scale=1):
                 gr.Markdown("## 3 · Preview (FLAME mesh, no diffusion)")
                 preview_video = gr.Video(label="Mesh preview", interactive=False, autoplay=False, height=300,
-                                         elem_id="flap-preview-video")
+                                         buttons=["download"], elem_id="flap-preview-video")
                 preview_plot = gr.Image(label="Pitch / yaw / roll / jaw (degrees)", show_label=False,
-                                        interactive=False, type="filepath", elem_id="flap-preview-plot")
+                                        interactive=False, type="filepath", buttons=["download", "fullscreen"],
+                                        elem_id="flap-preview-plot")
                 preview_info = gr.Markdown(elem_id="flap-preview-info")
         gr.Markdown("## 4 · Generate")
         with gr.Row(equal_height=False):
@@ -146,7 +147,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 status = gr.Markdown("Load a portrait and speech (or the bundled demo), shape the motion, "
                                      "then Generate.", elem_id="flap-status")
             with gr.Column(scale=1):
-                result_video = gr.Video(label="Result", interactive=False, height=360, elem_id="flap-result-video")
+                result_video = gr.Video(label="Result", interactive=False, height=360, buttons=["download"],
+                                        elem_id="flap-result-video")
             with gr.Column(scale=1):
                 downloads = gr.File(label="Downloads: video, coefficients, pose script", file_count="multiple",
                                     interactive=False, elem_id="flap-downloads")
