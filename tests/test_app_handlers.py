@@ -4,6 +4,7 @@ with the bundled demo portrait and speech, outputs only inside the output folder
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -218,3 +219,21 @@ def test_video_driven_preview_and_expression_from_another_video(studio, shared_d
     preview = studio.preview(StudioInputs(driving_video=str(driving)), MotionSettings(seconds=1.0))
     with av.open(str(preview.video)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 25 and len(c.streams.audio) == 1
+
+
+# ------------------------------------------------------------------------------------------ page wiring
+def test_page_runs_one_generation_at_a_time_and_previews_the_last_edit(studio, monkeypatch, tmp_path):
+    pytest.importorskip("gradio")
+    for name in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "MPLCONFIGDIR", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(name, "")  # restored after the test; configure_environment overwrites them
+    from flap.app import configure_environment
+
+    out = configure_environment(tmp_path / "app")
+    assert os.environ["GRADIO_TEMP_DIR"] == str(out / "gradio") and os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    from flap.app.ui import build_app
+
+    app = build_app(studio)
+    fns = {fn.name: fn for fn in app.fns.values()}
+    assert (fns["generate"].concurrency_limit, fns["generate"].concurrency_id) == (1, "generate")
+    assert (fns["preview"].concurrency_limit, fns["preview"].trigger_mode) == (1, "always_last")
+    assert app.analytics_enabled is False
