@@ -6,7 +6,7 @@ speech, picks ``nod``, sees the mesh preview and the plot; types an invalid keyf
 its error; fixes it, switches to ``replace``, generates one second on ``checkpoints/flap_tiny_demo``
 with two steps, and checks the page's video (plays, expected duration), the coefficient download
 (the keyframe's pitch ±0.5°), that the page fetched nothing off the machine, that nothing was
-written outside the app's output folder, and that a screenshot of the page is not blank.
+written outside the app's output folder (working folder, package, an empty HOME), and that a screenshot of the page is not blank.
 
 Set ``FLAP_APP_SCREENSHOT=docs/images/app.png`` to keep the screenshot (the README's picture).
 """
@@ -75,7 +75,9 @@ def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("app_cwd")
     out = work / "out"
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    home = tmp_path_factory.mktemp("app_home")  # an empty HOME: the app must not write there either
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "GRADIO_", "MPLCONFIGDIR"))},
+           "HOME": str(home), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     log = open(work.parent / "app.log", "w")  # outside the app's folder, so the cwd check sees only the app's files
     proc = subprocess.Popen([sys.executable, "-m", "flap.app", "--port", str(port), "--output-dir", "out",
                              "--checkpoints", str(CHECKPOINT), "--device", "cpu"],
@@ -86,7 +88,7 @@ def server(tmp_path_factory):
         wait_for(lambda: proc.poll() is None and urllib.request.urlopen(url, timeout=5).status == 200, 180,
                  "the app to serve")
         yield {"url": url, "out": out, "cwd": work, "proc": proc, "log": work.parent / "app.log",
-               "package_files": package_files}
+               "package_files": package_files, "home": home}
     finally:
         proc.terminate()
         try:
@@ -286,6 +288,7 @@ def test_studio_in_a_real_browser(server, browser, tmp_path):
                                    " && !n.startsWith('data:'))")
     assert remote == []
     assert sorted(p.name for p in server["cwd"].iterdir()) == ["out"]
+    assert sorted(server["home"].rglob("*")) == []
     assert sorted(p for p in (ROOT / "flap").rglob("*") if "__pycache__" not in p.parts) == server["package_files"]
 
     # --- a screenshot of the whole page, checked again from the file
