@@ -6,7 +6,8 @@ speech, picks ``nod``, sees the mesh preview and the plot; types an invalid keyf
 its error; fixes it, switches to ``replace``, generates one second on ``checkpoints/flap_tiny_demo``
 with two steps, and checks the page's video (plays, expected duration), the coefficient download
 (the keyframe's pitch ±0.5°), that the page fetched nothing off the machine, that nothing was
-written outside the app's output folder (working folder, package, an empty HOME), and that a screenshot of the page is not blank.
+written outside the app's output folder (working folder, package, an empty HOME), and that a
+screenshot of the page is not blank.
 
 Set ``FLAP_APP_SCREENSHOT=docs/images/app.png`` to keep the screenshot (the README's picture).
 """
