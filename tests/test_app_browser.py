@@ -156,12 +156,20 @@ def choose(driver, box: str, option: str) -> None:
                       if o.get_attribute("aria-label") == option], 10, f"option {option}")[0].click()
 
 
-def set_number(driver, selector: str, value) -> None:
+def set_number(driver, selector: str, value, check: str | None = None) -> None:
+    """Type ``value`` into a number field (retyped until it shows it, and ``check``'s input agrees)."""
     from selenium.webdriver.common.keys import Keys
 
-    field = css(driver, selector)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(str(value), Keys.TAB)
+    def typed() -> bool:
+        field = css(driver, selector)
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(str(value), Keys.TAB)
+        time.sleep(0.3)
+        shown = [css(driver, s).get_attribute("value") for s in (selector, check or selector)]
+        return all(float(v) == float(value) for v in shown)
+
+    wait_for(typed, 30, f"{selector} to read {value}", interval=0.5)
 
 
 def edit_cell(driver, row: int, col: int, value) -> None:
@@ -246,7 +254,7 @@ def test_studio_in_a_real_browser(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     [b for b in driver.find_elements(By.CSS_SELECTOR, "button") if b.text.strip().startswith("Advanced")][0].click()
-    set_number(driver, "#flap-steps input[type=number]", 2)
+    set_number(driver, "#flap-steps input[type=number]", 2, check="#flap-steps input[type=range]")
     css(driver, "#flap-generate").click()
     # the progress bar counts denoising windows x steps (the pipeline's tqdm bar, tracked by Gradio):
     # 2 windows of 16 frames x 1 step (2 steps at strength 0.5) -> 0 %, 50 %, ...
