@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast wheel-test demo proxy preview benchmark lint clean
+.PHONY: install test test-fast wheel-test demo app proxy preview benchmark lint clean
 
 install: $(STAMP)
 
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml setup.cfg constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23"
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -c constraints.txt -e ".[dev,app]"
 	touch $(STAMP)
 
 # The whole suite, slow tests included (about 5 minutes on 2 idle CPU cores; CI runs this).
@@ -29,6 +29,10 @@ wheel-test: install
 
 demo: install
 	$(PY) -m flap.generate $(ARGS)
+
+# The web studio on http://127.0.0.1:7860 (ARGS="--port 8080 --host 0.0.0.0" to change).
+app: install
+	$(PY) -m flap.app $(ARGS)
 
 proxy: install
 	$(PY) -m flap.flame.proxy
