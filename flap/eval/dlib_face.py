@@ -74,16 +74,12 @@ class DlibFace:
 
         Args:
             upsample: times the image is doubled before detection (the HOG detector misses faces
-                under ~80 px); ``None`` = once when the shorter side is under 400 px, else not, and
-                once more when that finds no face and the shorter side is at most 800 px.
+                under ~80 px); ``None`` = once when the shorter side is under 400 px, else not.
         """
         img = _rgb(image)
-        auto = upsample is None
-        if auto:
+        if upsample is None:
             upsample = 1 if min(img.shape[:2]) < 400 else 0
         rects = list(self.detector(img, int(upsample)))
-        if not rects and auto and min(img.shape[:2]) * 2**upsample <= 800:
-            rects = list(self.detector(img, int(upsample) + 1))
         return sorted(rects, key=lambda r: -r.width() * r.height())
 
     def descriptor(self, image: np.ndarray, rect) -> np.ndarray:
@@ -137,8 +133,9 @@ def face_descriptor(image: np.ndarray, face: DlibFace | None = None) -> np.ndarr
 def reference_descriptor(reference: str | os.PathLike | np.ndarray, face: DlibFace | None = None) -> np.ndarray:
     """Descriptor ``(128,)`` of the largest face of the reference portrait (path or RGB array).
 
-    When dlib's HOG detector finds no face (it misses some expressive or tilted faces), MediaPipe's
-    face box is used instead: the descriptor only needs a rectangle to align the face in.
+    When dlib's HOG detector finds no face (it misses some expressive or tilted faces), it tries
+    once more on the image doubled in size, then takes MediaPipe's face box: the descriptor only
+    needs a rectangle to align the face in.
 
     Raises:
         FileNotFoundError / ValueError: unreadable image (names the file).
@@ -150,6 +147,9 @@ def reference_descriptor(reference: str | os.PathLike | np.ndarray, face: DlibFa
     name = str(reference) if isinstance(reference, str | os.PathLike) else "reference image"
     image = load_portrait(reference)
     desc = face_descriptor(image, face)
+    if desc is None:
+        rects = face.detect(image, upsample=(1 if min(image.shape[:2]) < 400 else 0) + 1)
+        desc = face.descriptor(image, rects[0]) if rects else None
     if desc is None:
         box = _detect_face(image)
         if box is None:
