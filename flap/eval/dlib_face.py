@@ -31,6 +31,7 @@ __all__ = [
     "face_descriptor",
     "reference_descriptor",
     "identity_distance",
+    "video_identity",
 ]
 
 #: dlib's same-person threshold on the L2 distance of two descriptors
@@ -198,3 +199,40 @@ def identity_distance(frames, reference, max_frames: int = 16, face: DlibFace | 
 
 def _is_descriptor(x) -> bool:
     return isinstance(x, np.ndarray) and x.shape == (128,) and x.dtype != np.uint8
+
+
+def video_identity(frames, reference=None, cfg=None) -> dict:
+    """The dlib entries of ``flap.evaluate``'s per-video results (config ``metrics.identity_dlib``).
+
+    Args:
+        frames: ``uint8 (T, H, W, 3)`` RGB frames of the video.
+        reference: the reference portrait, or ``None`` (then only the face rate is measured).
+        cfg: ``{"enabled": bool, "max_frames": int}``.
+
+    Returns:
+        ``{"identity_distance", "face_detected_ratio_dlib", "identity_dlib": {...}}``; without a
+        reference or without dlib installed, what could not be measured is listed under
+        ``"skipped"`` with the reason (``{}`` when disabled).
+
+    Raises:
+        ValueError: no face in the reference image (names it).
+    """
+    cfg = dict(cfg or {})
+    if not cfg.get("enabled", True):
+        return {}
+    n = int(cfg.get("max_frames", 16))
+    try:
+        face = dlib_face()
+        if reference is None:
+            idx = sample_indices(len(frames), n)
+            ratio = float(np.mean([bool(face.detect(frames[int(i)])) for i in idx])) if len(idx) else float("nan")
+            skipped = {"identity_distance": {"key": "reference", "reason": "no reference image given"}}
+            return {"face_detected_ratio_dlib": ratio, "skipped": skipped}
+        out = identity_distance(frames, reference, max_frames=n, face=face)
+    except DlibUnavailable as exc:
+        return {"skipped": {"identity_distance": {"key": "pip install -e '.[eval]'", "reason": str(exc)}}}
+    return {
+        "identity_distance": out["identity_distance"],
+        "face_detected_ratio_dlib": out["face_detected_ratio_dlib"],
+        "identity_dlib": out,
+    }

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flap.eval.dlib_face import video_identity
 from flap.eval.pose import expression_following, jaw_following, pose_following
 from flap.eval.signals import best_lag_correlation, landmark_jitter, mouth_opening, speech_envelope
 from flap.eval.tracked import TrackedVideo, landmark_boxes, track_for_eval
@@ -365,6 +366,8 @@ def evaluate_video(
     _run_learned("syncnet", syncnet, res)
     _run_learned("hyperiqa", hyperiqa, res)
     _run_learned("identity", identity, res)
+    dlib_res = video_identity(frames, reference, mcfg.get("identity_dlib") or {})
+    res.update({**dlib_res, "skipped": {**(res.get("skipped") or {}), **dlib_res.get("skipped", {})}})
     return res, per_frame, frames
 
 
@@ -459,6 +462,10 @@ def evaluate_set(
         if vals:
             summary.setdefault(group, {})[key] = float(np.mean(vals))
 
+    for key in ("identity_distance", "face_detected_ratio_dlib"):
+        vals = [r[key] for r in results if r.get(key) is not None and np.isfinite(r[key])]
+        if vals:
+            summary[key] = float(np.mean(vals))
     mcfg = cfg.get("metrics") or {}
 
     def real_frames():
