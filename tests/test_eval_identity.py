@@ -8,7 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from flap.eval.dlib_face import SAME_PERSON_THRESHOLD, identity_distance, models_dir, reference_descriptor, sample_indices
+from flap.eval.dlib_face import (
+    SAME_PERSON_THRESHOLD,
+    identity_distance,
+    models_dir,
+    reference_descriptor,
+    sample_indices,
+)
 
 
 def test_models_dir_found_without_importing_the_package():
