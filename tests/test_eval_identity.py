@@ -81,3 +81,27 @@ def test_reference_without_face_names_the_file(tmp_path):
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(path)
     with pytest.raises(ValueError, match="wall.png"):
         reference_descriptor(path)
+
+
+def test_evaluate_reports_dlib_identity(grid_frames, shared_data, tmp_path):
+    """``flap.evaluate`` puts ``identity_distance`` and ``face_detected_ratio_dlib`` in metrics.json
+    (stand-in tracker of tests/test_eval_cli.py: 30 frames; the frames are 30 real GRID frames)."""
+    import json
+
+    from flap.evaluate import run
+    from flap.io.video import write_video
+    from tests.test_eval_cli import FPS, T, _cfg, _request
+
+    video = write_video(tmp_path / "gen.mp4", grid_frames[:T], FPS)
+    _request().save(tmp_path / "gen.mp4.coeffs.npz")
+    ref = shared_data / "portraits" / "grid_bbaf2n_frame.png"
+    run(_cfg(video, tmp_path / "a", reference=str(ref)))
+    res = json.loads((tmp_path / "a" / "metrics.json").read_text())["videos"][0]
+    assert res["face_detected_ratio_dlib"] == 1.0 and res["identity_distance"] < 0.45
+    assert "identity distance to reference (dlib" in (tmp_path / "a" / "table.md").read_text()
+    other = shared_data / "portraits" / "grid_lbax4n_frame.png"
+    res = run(_cfg(video, tmp_path / "b", reference=str(other)))["videos"][0]
+    assert res["identity_distance"] > SAME_PERSON_THRESHOLD
+    res = run(_cfg(video, tmp_path / "c"))["videos"][0]  # no reference: face rate only
+    assert res["face_detected_ratio_dlib"] == 1.0 and "identity_distance" not in res
+    assert res["skipped"]["identity_distance"]["key"] == "reference"
