@@ -98,11 +98,12 @@ def plot_bars(path: str | os.PathLike, rows: Mapping[str, Mapping], columns: Seq
                              else (4.2 * ncol, nrow * (1.2 + 0.25 * len(rows))), squeeze=False)
     names = list(rows)
     for ax, (key, header) in zip(axes.ravel(), cols):
-        vals = [rows[n].get(key) for n in names]
-        vals = [float(v) if v is not None and math.isfinite(float(v)) else np.nan for v in vals]
+        raw = [rows[n].get(key) for n in names]
+        vals = [float(v) if v is not None and math.isfinite(float(v)) else np.nan for v in raw]
         ax.barh(range(len(names)), np.nan_to_num(vals), color="tab:blue")
-        for i, v in enumerate(vals):
-            ax.text(0, i, " n/a" if np.isnan(v) else f" {v:.2f}", va="center", fontsize=7)
+        for i, (v, r) in enumerate(zip(vals, raw)):
+            label = f" {v:.2f}" if np.isfinite(v) else (" ∞" if r is not None and math.isinf(float(r)) else " n/a")
+            ax.text(0, i, label, va="center", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.invert_yaxis()
         ax.set_title(header, fontsize=9)
