@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml setup.cfg constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23"
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -c constraints.txt -e ".[dev,app]"
+	$(PY) -m pip install -c constraints.txt -e ".[dev,app,eval]"
 	touch $(STAMP)
 
 # The whole suite, slow tests included (about 5 minutes on 2 idle CPU cores; CI runs this).

@@ -4,7 +4,7 @@ Every ``import`` / ``from ... import`` of a ``flap`` module anywhere in a file c
 ones inside functions). Layers, lowest first; a module may import its own layer and lower ones:
 
     errors, validate, cli_support, io, signals → flame → audio, render, tracking → control → models → portrait, windows
-    → pipeline → data, eval, training → testing → cli (generate, generate_io, evaluate, train, app)
+    → pipeline → data, eval, training → testing → cli (generate, generate_io, evaluate, benchmark, train, app)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ LAYERS = [
     {"flap.pipeline"},
     {"flap.data", "flap.eval", "flap.training"},
     {"flap.testing"},
-    {"flap.generate", "flap.generate_io", "flap.evaluate", "flap.train", "flap.app"},
+    {"flap.generate", "flap.generate_io", "flap.evaluate", "flap.benchmark", "flap.train", "flap.app"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 

@@ -22,6 +22,8 @@ __all__ = ["to_jsonable", "write_json", "format_table", "write_tables", "plot_fo
 TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("error", "ERROR", ""),
     ("face_detected_ratio", "frames with a face found", "ratio"),
+    ("face_detected_ratio_dlib", "frames with a face found by dlib (HOG)", "ratio"),
+    ("identity_distance", "identity distance to reference (dlib; < 0.6 = same person)", "L2"),
     ("pose.pose_error_deg", "pose error (geodesic, mean)", "deg"),
     ("pose.mae_deg", "pose MAE (mean of axes)", "deg"),
     ("pose.mae_deg_pitch", "pose MAE pitch", "deg"),

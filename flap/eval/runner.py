@@ -22,6 +22,7 @@ from flap.control.script import load_pose_script
 from flap.errors import InputError, InputNotFoundError
 from flap.eval.distribution import fid as fid_fn
 from flap.eval.distribution import fvd as fvd_fn
+from flap.eval.dlib_face import video_identity
 from flap.eval.extractors import load_extractor
 from flap.eval.hyperiqa import HyperNet, hyperiqa_score
 from flap.eval.identity import identity_similarity
@@ -339,6 +340,8 @@ def evaluate_video(
     _run_learned("syncnet", syncnet, res)
     _run_learned("hyperiqa", hyperiqa, res)
     _run_learned("identity", identity, res)
+    dlib_res = video_identity(frames, reference, mcfg.get("identity_dlib") or {})
+    res.update({**dlib_res, "skipped": {**(res.get("skipped") or {}), **dlib_res.get("skipped", {})}})
     return res, per_frame, frames
 
 
@@ -432,6 +435,10 @@ def evaluate_set(
         if vals:
             summary.setdefault(group, {})[key] = float(np.mean(vals))
 
+    for key in ("identity_distance", "face_detected_ratio_dlib"):
+        vals = [r[key] for r in results if r.get(key) is not None and np.isfinite(r[key])]
+        if vals:
+            summary[key] = float(np.mean(vals))
     mcfg = cfg.get("metrics") or {}
 
     def real_frames():

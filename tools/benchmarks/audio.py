@@ -5,7 +5,7 @@ Figures:
 - ``realtime_factor``: seconds of audio per wall-clock second for ``Audio2Flame.predict`` (log-mel
   features + model, chunked) on 60 s of speech-like audio, median of several runs (target ≥ 200);
   ``realtime_factor_cpu`` the same with process CPU time (less sensitive to other jobs on the machine).
-- memory, each input in a fresh subprocess: ``peak_rss_mb_*`` (process high-water mark, includes the
+- memory, each input in a fresh subprocess: ``peak_rss_mb_*`` (process high-water mark ``VmHWM``, includes the
   input audio and the imported libraries), ``extra_rss_mb_*`` (high-water mark minus the RSS just
   before ``predict``) and ``tracemalloc_mb_*`` (Python/numpy allocations during ``predict``), for a
   30-s and a 10-min input; ``peak_memory_ratio_10min_vs_30s`` is the process peak ratio (target ≤ 1.3).
@@ -66,7 +66,9 @@ def _memory_child(seconds: float) -> dict:
     out = model.predict(audio)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    from benchmarks.memory import peak_rss_mib
+
+    peak = peak_rss_mib()  # not ru_maxrss: that one keeps the parent's peak across fork + exec
     return {
         "frames": out.num_frames,
         "peak_rss_mb": peak,
