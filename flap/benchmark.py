@@ -31,7 +31,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from flap.cli_support import run_command
+from flap.cli_support import run_command, run_output_dir
 from flap.eval.bench_report import (
     CONTROL_COLUMNS,
     REENACT_COLUMNS,
@@ -81,17 +81,6 @@ def control_jobs(portraits, scripts, rates, grid: bool) -> list[tuple[Path, str,
     return jobs
 
 
-def _out_dir(cfg) -> Path:
-    if cfg.get("out"):
-        return Path(str(cfg.out))
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return Path("outputs/benchmark")
-
-
 def run(cfg: DictConfig | dict) -> dict:
     """Run the configured protocols and write the reports; returns the metrics dict.
 
@@ -114,7 +103,7 @@ def run(cfg: DictConfig | dict) -> dict:
     cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     opts = OmegaConf.to_container(cfg, resolve=True)
     start, start_cpu = time.perf_counter(), time.process_time()
-    out = _out_dir(cfg)
+    out = run_output_dir(cfg, "outputs/benchmark")
     protocols = list(opts.get("protocols") or ["reenactment", "control"])
     ctl = opts["control"]
     clips = list_inputs(opts["clips"], VIDEO_SUFFIXES, int(opts["max_clips"]), "clips") \

@@ -32,7 +32,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from flap.errors import FlapError, one_line
 
-__all__ = ["Terminated", "run_command", "report"]
+__all__ = ["Terminated", "run_command", "run_output_dir", "report"]
 
 T = TypeVar("T")
 
@@ -133,3 +133,16 @@ def remove_hydra_run_dir(run_dir: Path) -> None:
         except OSError:
             break
         parent = parent.parent
+
+
+def run_output_dir(cfg, default: str) -> Path:
+    """Output folder of a command: ``cfg.out`` if set, else Hydra's run folder, else ``default``
+    (when called outside a Hydra run, e.g. from Python)."""
+    if cfg.get("out"):
+        return Path(str(cfg.out))
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path(default)

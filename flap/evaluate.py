@@ -15,12 +15,10 @@ written atomically. Config: ``flap/conf/evaluate.yaml``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from flap.cli_support import run_command
+from flap.cli_support import run_command, run_output_dir
 from flap.eval.report import plot_following, write_json, write_tables
 from flap.eval.runner import (
     MetricModels,
@@ -35,17 +33,6 @@ from flap.io.runtime import resolve_device
 __all__ = ["run", "main"]
 
 
-def _out_dir(cfg: DictConfig) -> Path:
-    if cfg.get("out"):
-        return Path(str(cfg.out))
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return Path("outputs/evaluate")
-
-
 def run(cfg: DictConfig | dict) -> dict:
     """Evaluate ``cfg.video`` (file or folder) and write the reports; returns the metrics dict.
 
@@ -57,7 +44,7 @@ def run(cfg: DictConfig | dict) -> dict:
     videos = list_videos(cfg.video)
     for video in videos:  # a corrupt file fails here, in one line, before any model or report
         probe_video(video)
-    out = _out_dir(cfg)
+    out = run_output_dir(cfg, "outputs/evaluate")
     inputs = [*videos, cfg.get("request"), cfg.get("reference"), cfg.get("audio")]
     options = OmegaConf.to_container(cfg, resolve=True)
     models = MetricModels(options.get("metrics") or {}, resolve_device(options.get("device")))

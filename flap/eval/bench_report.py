@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flap.eval.report import save_figure
 from flap.io.atomic import atomic_output
 
 __all__ = ["REENACT_COLUMNS", "CONTROL_COLUMNS", "mean_rows", "markdown_table", "write_text", "plot_bars", "save_strip"]
@@ -110,13 +111,7 @@ def plot_bars(path: str | os.PathLike, rows: Mapping[str, Mapping], columns: Seq
         ax.grid(axis="x", alpha=0.3)
     for ax in axes.ravel()[len(cols):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_output(path, inputs=inputs) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, title, inputs)
 
 
 def save_strip(path: str | os.PathLike, rows: Mapping[str, np.ndarray], num: int = 6, inputs: Sequence = ()) -> Path:

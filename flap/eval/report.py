@@ -16,7 +16,7 @@ import numpy as np
 
 from flap.io.atomic import atomic_output
 
-__all__ = ["to_jsonable", "write_json", "format_table", "write_tables", "plot_following", "TABLE_ROWS"]
+__all__ = ["to_jsonable", "write_json", "format_table", "write_tables", "plot_following", "save_figure", "TABLE_ROWS"]
 
 #: (key in the metrics dict, label, unit) in display order; absent keys are left out.
 TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -197,6 +197,20 @@ def plot_following(
         ax.legend(loc="upper right", fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time [s]")
+    return save_figure(fig, path, title, inputs)
+
+
+def save_figure(fig, path: str | os.PathLike, title: str | None = None, inputs: Sequence = ()) -> Path:
+    """Write a matplotlib figure as a PNG (90 dpi, atomically, never over one of ``inputs``) and close it.
+
+    Args:
+        fig: the figure.
+        path: output ``.png``.
+        title: optional figure title (``suptitle``).
+        inputs: paths the output must not replace.
+    """
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
