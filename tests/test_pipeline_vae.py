@@ -77,3 +77,13 @@ def test_export_sets_scaling_factor_from_latent_std(tmp_path):
 def test_init_from_missing_folder():
     with pytest.raises(FileNotFoundError, match="init_from"):
         VAELitModule(init_from="/nonexistent/vae")
+
+
+def test_split_tail_holds_out_the_end_of_every_clip():
+    from flap.training.vae import split_tail
+
+    a = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1).repeat(3, -1)
+    b = 100 + np.arange(3, dtype=np.uint8).reshape(3, 1, 1, 1).repeat(3, -1)
+    train, val = split_tail([a, b], 0.1)
+    assert val[:, 0, 0, 0].tolist() == [18, 19, 102]  # ceil(2.0) = 2 of 20, at least 1 of 3
+    assert train[:, 0, 0, 0].tolist() == list(range(18)) + [100, 101]

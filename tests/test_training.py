@@ -95,6 +95,72 @@ def test_datasets(prepared):
     torch.testing.assert_close(v["coeffs"], torch.from_numpy(clips[0].coeffs[4:12]))
     with pytest.raises(ValueError, match="no kept segment"):
         VideoClipDataset(prepared, num_frames=100)
+    held = load_prepared_clips(prepared, holdout_tail=0.2)  # last ceil(0.2 * 75) = 15 frames out
+    assert [len(c.frames) for c in held] == [60, 60, 60] and held[0].frames[-1] == 59
+    assert held[0].segments == [(0, 60)]
+    assert len(VideoClipDataset(prepared, num_frames=8, stride=4, holdout_tail=0.2)) == 3 * len(range(0, 53, 4))
+
+
+def test_reference_redrawn_every_epoch(prepared):
+    """Epoch-coded indices: same (epoch, index) -> same pair; a new epoch -> new reference frames."""
+    from flap.data.datamodule import EpochShuffleSampler
+
+    pairs = ImagePairDataset(prepared, seed=3)
+    n = len(pairs)
+    refs = {e: [pairs[e * n + i]["reference"] for i in range(0, n, 25)] for e in (0, 1)}
+    same = [torch.equal(a, b) for a, b in zip(refs[0], refs[1])]
+    assert sum(same) <= 2  # 9 targets; a 75-frame clip repeats a reference with probability 1/75 each
+    torch.testing.assert_close(pairs[n + 25]["reference"], refs[1][1])  # pure function of the index
+    torch.testing.assert_close(pairs[n + 25]["target"], pairs[25]["target"])  # the target is frame i
+    sampler = EpochShuffleSampler(n, seed=1)
+    first = list(sampler)
+    sampler.set_epoch(2)
+    second = list(sampler)
+    assert sorted(first) == list(range(n)) and sorted(second) == list(range(2 * n, 3 * n))
+    assert [k - 2 * n for k in second] != first
+    assert list(EpochShuffleSampler(4, shuffle=False)) == [0, 1, 2, 3]
+
+
+def test_augmented_pairs_and_flip_guard(prepared):
+    from flap.data.augment import mirror_coeffs
+
+    plain = ImagePairDataset(prepared, seed=3)
+    flipped = ImagePairDataset(prepared, seed=3, augment={"flip": 1.0, "rotate_deg": 0.0, "scale": 0.0,
+                                                          "shift": 0.0})
+    a, b = plain[7], flipped[7]
+    torch.testing.assert_close(b["target"], a["target"].flip(-1))
+    torch.testing.assert_close(b["reference"], a["reference"].flip(-1))
+    torch.testing.assert_close(b["coeffs"], torch.from_numpy(mirror_coeffs(a["coeffs"].numpy())))
+    dm = FLAPDataModule(prepared, batch_size=2, augment={"flip": 0.5})
+    with pytest.raises(ValueError, match="c_exp"):
+        trainer(max_steps=1).fit(make_module(2), dm)
+
+
+def test_gate_init_lr_and_fixed_normalization(prepared):
+    from flap.training import FLAPLitModule
+    from flap.training.lit_module import fixed_condition_normalization
+
+    m = make_module(1, spatial_gate_init=1.0, spatial_gate_lr_scale=10.0, lr=1e-3)
+    gates = [p for n, p in m.denoising_net.named_parameters() if n.endswith("spatial_gate")]
+    assert gates and all(torch.equal(g, torch.ones_like(g)) for g in gates)
+    opt = m.configure_optimizers()["optimizer"]
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, pytest.approx(1e-2)]
+    assert opt.param_groups[1]["weight_decay"] == 0.0 and len(opt.param_groups[1]["params"]) == len(gates)
+    assert all(torch.equal(g, torch.zeros_like(g)) for n, g in make_module(1).denoising_net.named_parameters()
+               if n.endswith("spatial_gate"))  # default: as built (zero, SD 1.5 exact)
+    trainer(max_steps=1).fit(m, FLAPDataModule(prepared, batch_size=2))
+    mean, scale = fixed_condition_normalization()
+    enc = m.denoising_net.expression_encoder
+    torch.testing.assert_close(enc.std[:12], torch.full((12,), 0.25))  # eyes (6D)
+    torch.testing.assert_close(enc.mean[:6], torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
+    torch.testing.assert_close(enc.std[12:15], torch.full((3,), 0.2))  # jaw, radians
+    assert scale[0] == 0.5 and mean[0] == 0.0
+    d = make_module(1, condition_normalization="data")
+    trainer(max_steps=1).fit(d, FLAPDataModule(prepared, batch_size=2))
+    yaw = torch.cat([torch.from_numpy(c.coeffs[c.frames, 1]) for c in load_prepared_clips(prepared)]).double()
+    assert float(d.denoising_net.head_motion_encoder.std[1]) == pytest.approx(float(yaw.std()), rel=1e-5)
+    with pytest.raises(ValueError, match="condition_normalization"):
+        FLAPLitModule(1, unets=tiny_unets(), vae=tiny_vae(), condition_normalization="dataset")
 
 
 def test_dataset_without_tracks(tmp_path, shared_data):
@@ -183,9 +249,8 @@ def test_export_and_next_stage(prepared, tmp_path):
     nets = load_stage_output(out)
     for (n, p), q in zip(m1.denoising_net.state_dict().items(), nets.denoising_net.state_dict().values()):
         assert torch.equal(p, q), n
-    # Condition normalisation was set from the data in stage 1 and is carried to stage 2.
-    assert nets.denoising_net.head_motion_encoder.std.abs().sum() > 0
-    assert not torch.equal(nets.denoising_net.head_motion_encoder.std, torch.ones(3))
+    # Condition normalisation was set in stage 1 (fixed scale by default) and is carried to stage 2.
+    torch.testing.assert_close(nets.denoising_net.head_motion_encoder.std, torch.full((3,), 0.5))
     m2 = make_module(2, init_from=str(out))
     torch.testing.assert_close(m2.denoising_net.head_motion_encoder.mean, nets.denoising_net.head_motion_encoder.mean)
     with pytest.raises(FileNotFoundError, match="reference_net"):

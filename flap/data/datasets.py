@@ -7,8 +7,12 @@
   hand-filter segment), their conditions, and a random reference frame of the clip.
 
 Images are float ``(3, H, W)`` in ``[-1, 1]``; conditions are ``(120,)`` / ``(F, 120)`` float32
-(:class:`~flap.flame.coeffs.HeadCoeffs` layout). Sampling is a pure function of ``(seed, index)``
-so a resumed run sees the same samples.
+(:class:`~flap.flame.coeffs.HeadCoeffs` layout).
+
+Sampling is a pure function of ``(seed, epoch, index)`` so a resumed run sees the same samples,
+and a new epoch draws new reference frames (and augmentations): the datasets accept *epoch-coded*
+indices ``k = epoch * len(dataset) + index`` (:class:`flap.data.datamodule.EpochShuffleSampler`
+yields them); a plain index ``0 <= k < len`` is epoch 0.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from flap.data.augment import PairAugment
 from flap.data.motion import top_fraction
 from flap.flame.coeffs import HeadCoeffs
 
-__all__ = ["PreparedClip", "load_prepared_clips", "read_frame", "ImagePairDataset", "VideoClipDataset"]
+__all__ = ["PreparedClip", "load_prepared_clips", "read_frame", "split_epoch_index", "ImagePairDataset",
+           "VideoClipDataset"]
 
 
 @dataclass
@@ -50,13 +56,16 @@ class PreparedClip:
     motion_variance: float
 
 
-def load_prepared_clips(root: str | os.PathLike, motion_top_fraction: float | None = None) -> list[PreparedClip]:
+def load_prepared_clips(root: str | os.PathLike, motion_top_fraction: float | None = None,
+                        holdout_tail: float = 0.0) -> list[PreparedClip]:
     """Kept clips of a prepared dataset (those with ``clips/<id>/meta.json``), sorted by id.
 
     Args:
         root: output folder of :func:`flap.data.prepare.prepare_dataset`.
         motion_top_fraction: keep only this top fraction of clips by head-motion variance
             (stage 1; ``None`` = all).
+        holdout_tail: leave out the last ``ceil(holdout_tail * K)`` kept frames of every clip
+            (kept for evaluation, e.g. self-reenactment on frames the model never saw); 0 = none.
 
     Raises:
         FileNotFoundError: no kept clip under ``root/clips``, or a clip without ``coeffs.npz``
@@ -77,6 +86,10 @@ def load_prepared_clips(root: str | os.PathLike, motion_top_fraction: float | No
             )
         segments = [tuple(s) for s in meta["segments"]]
         frames = np.concatenate([np.arange(s, e) for s, e in segments]).astype(np.int64)
+        if holdout_tail > 0:
+            frames = frames[:max(1, len(frames) - int(np.ceil(len(frames) * holdout_tail)))]
+            cut = int(frames[-1]) + 1
+            segments = [(a, min(b, cut)) for a, b in segments if a < cut]
         coeffs = HeadCoeffs.load(folder / "coeffs.npz").numpy().astype(np.float32)
         clips.append(PreparedClip(folder.name, folder, frames, segments, coeffs, float(meta["motion_variance"])))
     if motion_top_fraction is not None:
@@ -98,42 +111,63 @@ def read_frame(clip: PreparedClip, index: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1])).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
+def split_epoch_index(k: int, n: int) -> tuple[int, int]:
+    """Epoch-coded index ``k = epoch * n + i`` -> ``(epoch, i)``.
+
+    Raises:
+        IndexError: ``k < 0``.
+    """
+    if k < 0:
+        raise IndexError(f"dataset index must be >= 0, got {k}")
+    return divmod(int(k), int(n))
+
+
 class ImagePairDataset(Dataset):
     """(reference, target) frame pairs of the same clip, for stages 1 and 2.
 
-    Item ``i`` is the ``i``-th kept frame over all clips (the target) and a reference frame drawn
-    from the same clip with ``np.random.default_rng((seed, i))``.
+    Item ``k = epoch * len + i``: the target is the ``i``-th kept frame over all clips; the
+    reference frame is drawn from the same clip (paper Sec. 4.3) with
+    ``rng = np.random.default_rng((seed, epoch, i))``, which then draws the augmentation.
 
     Args:
         root: prepared dataset folder.
         motion_top_fraction: see :func:`load_prepared_clips` (stage 1: 0.2).
         seed: sampling seed.
         min_gap: the reference is at least this many frames away from the target when possible.
+        augment: label-exact augmentation of the pair (:class:`~flap.data.augment.PairAugment`,
+            or its keyword arguments); ``None`` = off.
+        holdout_tail: see :func:`load_prepared_clips`.
 
     Items: ``{"reference": (3, H, W), "target": (3, H, W), "coeffs": (120,), "reference_coeffs": (120,)}``.
     """
 
     def __init__(self, root: str | os.PathLike, motion_top_fraction: float | None = None, seed: int = 0,
-                 min_gap: int = 0):
-        self.clips = load_prepared_clips(root, motion_top_fraction)
+                 min_gap: int = 0, augment: PairAugment | dict | None = None, holdout_tail: float = 0.0):
+        self.clips = load_prepared_clips(root, motion_top_fraction, holdout_tail)
         self.index = [(c, int(t)) for c, clip in enumerate(self.clips) for t in clip.frames]
         self.seed = int(seed)
         self.min_gap = int(min_gap)
+        self.augment = PairAugment(**augment) if isinstance(augment, dict) else augment
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        epoch, i = split_epoch_index(k, len(self.index))
         c, t = self.index[i]
         clip = self.clips[c]
-        rng = np.random.default_rng((self.seed, int(i)))
+        rng = np.random.default_rng((self.seed, epoch, i))
         far = clip.frames[np.abs(clip.frames - t) >= self.min_gap]
         ref = int(rng.choice(far if len(far) else clip.frames))
+        reference, target = read_frame(clip, ref), read_frame(clip, t)
+        ref_coeffs, coeffs = clip.coeffs[ref], clip.coeffs[t]
+        if self.augment is not None:
+            reference, target, ref_coeffs, coeffs = self.augment(rng, reference, target, ref_coeffs, coeffs)
         return {
-            "reference": read_frame(clip, ref),
-            "target": read_frame(clip, t),
-            "coeffs": torch.from_numpy(clip.coeffs[t]),
-            "reference_coeffs": torch.from_numpy(clip.coeffs[ref]),
+            "reference": reference,
+            "target": target,
+            "coeffs": torch.from_numpy(np.ascontiguousarray(coeffs, dtype=np.float32)),
+            "reference_coeffs": torch.from_numpy(np.ascontiguousarray(ref_coeffs, dtype=np.float32)),
         }
 
 
@@ -146,7 +180,8 @@ class VideoClipDataset(Dataset):
         root: prepared dataset folder.
         num_frames: frames per window ``F``.
         stride: step between window starts, in frames.
-        seed: seed for the reference frame choice.
+        seed: seed for the reference frame choice (with the epoch, as :class:`ImagePairDataset`).
+        holdout_tail: see :func:`load_prepared_clips`.
 
     Items: ``{"reference": (3, H, W), "frames": (F, 3, H, W), "coeffs": (F, 120)}``.
 
@@ -154,8 +189,9 @@ class VideoClipDataset(Dataset):
         ValueError: no segment holds ``num_frames`` frames.
     """
 
-    def __init__(self, root: str | os.PathLike, num_frames: int = 16, stride: int = 4, seed: int = 0):
-        self.clips = load_prepared_clips(root)
+    def __init__(self, root: str | os.PathLike, num_frames: int = 16, stride: int = 4, seed: int = 0,
+                 holdout_tail: float = 0.0):
+        self.clips = load_prepared_clips(root, holdout_tail=holdout_tail)
         self.num_frames = int(num_frames)
         self.windows = [(c, s) for c, clip in enumerate(self.clips) for a, b in clip.segments
                         for s in range(a, b - self.num_frames + 1, max(1, int(stride)))]
@@ -166,10 +202,11 @@ class VideoClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        epoch, i = split_epoch_index(k, len(self.windows))
         c, s = self.windows[i]
         clip = self.clips[c]
-        ref = int(np.random.default_rng((self.seed, int(i))).choice(clip.frames))
+        ref = int(np.random.default_rng((self.seed, epoch, i)).choice(clip.frames))
         idx = range(s, s + self.num_frames)
         return {
             "reference": read_frame(clip, ref),

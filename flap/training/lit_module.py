@@ -35,7 +35,29 @@ from flap.io.atomic import atomic_folder
 from flap.models import STAGE_TRAINABLE_GROUPS, DenoisingNet, FLAPUNets, ReferenceNet, set_trainable_groups
 from flap.models.scheduling import ddpm_scheduler
 
-__all__ = ["FLAPLitModule", "load_stage_output", "unreachable_reference_parameters"]
+__all__ = ["FLAPLitModule", "load_stage_output", "unreachable_reference_parameters", "FIXED_CONDITION_SCALE",
+           "fixed_condition_normalization"]
+
+#: Fixed normalisation of the 120 condition numbers (``(c - mean) / scale``), per
+#: :data:`flap.flame.coeffs.SLICES` part: independent of the training data, so a request outside the
+#: data's range (e.g. +30° yaw from clips that move ±5°) stays a moderate input (issue 13).
+#: global_rot and jaw: axis-angle radians around 0 (0.5 rad = 28.6°, 0.2 rad = 11.5°); eyes: 6D
+#: entries around the identity ``[1, 0, 0, 0, 1, 0]`` (0.25 ≈ sin 14.5°); eyelids: weights in [0, 1]
+#: around 0; expression: FLAME ψ, in units of the basis' standard deviation, around 0.
+FIXED_CONDITION_SCALE: dict[str, float] = {"global_rot": 0.5, "eyes": 0.25, "jaw": 0.2, "eyelids": 0.5,
+                                           "expression": 1.0}
+
+
+def fixed_condition_normalization() -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, scale)``, each float32 ``(120,)``, of :data:`FIXED_CONDITION_SCALE` (HeadCoeffs layout)."""
+    from flap.flame.coeffs import SLICES
+    from flap.flame.rotations import identity_rotation_6d
+
+    mean, scale = torch.zeros(120), torch.ones(120)
+    for name, value in FIXED_CONDITION_SCALE.items():
+        scale[SLICES[name]] = value
+    mean[SLICES["eyes"]] = identity_rotation_6d(2).flatten()
+    return mean, scale
 
 
 def load_stage_output(folder: str | os.PathLike) -> FLAPUNets:
@@ -106,12 +128,20 @@ class FLAPLitModule(L.LightningModule):
         ema_decay: keep an exponential moving average of the trained weights (exported instead of
             the raw weights); ``None`` = off.
         gradient_checkpointing: recompute activations in the backward pass (less memory).
-        condition_stats: set the condition encoders' mean/std from the training data at the start
-            of fit (only for networks not loaded from a previous stage).
+        condition_normalization: how the condition encoders normalise their input, set at the start
+            of fit for networks not loaded from a previous stage or checkpoint: ``"fixed"``
+            (:data:`FIXED_CONDITION_SCALE`, the default), ``"data"`` (mean / std of the training
+            clips' coefficients) or ``None`` (keep the networks' buffers).
+        spatial_gate_init: set every reference-attention gate (``spatial_gate``, zero when built so
+            that SD 1.5 weights stay exact) to this value for networks not loaded from a previous
+            stage; ``None`` keeps them. 1.0 = the paper's full reference attention (for a model
+            trained from scratch, with no pretrained weights to protect).
+        spatial_gate_lr_scale: learning-rate multiplier of the gates (no weight decay on them).
         seed: seed of the per-step random numbers.
 
     Raises:
-        ValueError: unknown stage, or neither ``unets`` nor ``init_from``.
+        ValueError: unknown stage or ``condition_normalization``, neither ``unets`` nor ``init_from``,
+            or (at fit start) a data set that flips frames in a stage that feeds ``c_exp``.
     """
 
     def __init__(self, stage: int, unets: FLAPUNets | None = None, init_from: str | None = None,
@@ -121,10 +151,14 @@ class FLAPLitModule(L.LightningModule):
                  head_motion_dropout: float = 0.05, expression_dropout: float = 0.05,
                  num_train_timesteps: int | None = None, beta_schedule: str | None = None,
                  beta_start: float | None = None, beta_end: float | None = None, ema_decay: float | None = None,
-                 gradient_checkpointing: bool = False, condition_stats: bool = True, seed: int = 0):
+                 gradient_checkpointing: bool = False, condition_normalization: str | None = "fixed",
+                 spatial_gate_init: float | None = None, spatial_gate_lr_scale: float = 1.0, seed: int = 0):
         super().__init__()
         if stage not in STAGE_TRAINABLE_GROUPS:
             raise ValueError(f"FLAPLitModule: stage must be one of {sorted(STAGE_TRAINABLE_GROUPS)}, got {stage!r}")
+        if condition_normalization not in ("fixed", "data", None):
+            raise ValueError("FLAPLitModule: condition_normalization must be 'fixed', 'data' or null, "
+                             f"got {condition_normalization!r}")
         init_from = None if init_from is None else str(init_from)  # plain types in checkpoints
         if init_from is not None:
             unets = load_stage_output(init_from)
@@ -152,8 +186,13 @@ class FLAPLitModule(L.LightningModule):
         if gradient_checkpointing:
             self.denoising_net.enable_gradient_checkpointing()
             self.reference_net.enable_gradient_checkpointing()
+        if spatial_gate_init is not None and init_from is None:
+            with torch.no_grad():
+                for name, p in self.denoising_net.named_parameters():
+                    if name.endswith("spatial_gate"):
+                        p.fill_(float(spatial_gate_init))
         self.ema = None
-        self._need_stats = condition_stats and init_from is None
+        self._need_stats = condition_normalization is not None and init_from is None
 
     # ------------------------------------------------------------------ setup
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
@@ -161,15 +200,25 @@ class FLAPLitModule(L.LightningModule):
         return [p for m in (self.reference_net, self.denoising_net) for p in m.parameters() if p.requires_grad]
 
     def setup(self, stage: str) -> None:
-        """Set the condition normalisation from the training clips (stage 1 from scratch only)."""
+        """Check the augmentation against the stage; set the condition normalisation (new networks only)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if not self._need_stats or dm is None:
+        if dm is not None and self.stage >= 2:
+            flip = float((getattr(dm, "hparams", {}).get("augment") or {}).get("flip", 0.0))
+            if flip > 0:
+                raise ValueError(f"FLAPLitModule: stage {self.stage} feeds c_exp, but data.augment.flip={flip}: "
+                                 "the expression cannot be mirrored exactly (flap.data.augment); set it to 0")
+        if not self._need_stats:
             return
-        dm.setup("fit")
-        clips = getattr(dm.train_set, "clips", None)
-        if clips:
-            allc = torch.cat([torch.from_numpy(c.coeffs[c.frames]) for c in clips]).double()
-            mean, std = allc.mean(0), allc.std(0) if len(allc) > 1 else torch.ones(allc.shape[1])
+        mean = None
+        if self.hparams.condition_normalization == "fixed":
+            mean, std = fixed_condition_normalization()
+        elif dm is not None:
+            dm.setup("fit")
+            clips = getattr(dm.train_set, "clips", None)
+            if clips:
+                allc = torch.cat([torch.from_numpy(c.coeffs[c.frames]) for c in clips]).double()
+                mean, std = allc.mean(0), allc.std(0) if len(allc) > 1 else torch.ones(allc.shape[1])
+        if mean is not None:
             self.denoising_net.head_motion_encoder.set_normalization(mean[C_MOTION_SLICE], std[C_MOTION_SLICE])
             self.denoising_net.expression_encoder.set_normalization(mean[C_EXP_SLICE], std[C_EXP_SLICE])
         self._need_stats = False
@@ -250,7 +299,13 @@ class FLAPLitModule(L.LightningModule):
         params = self.trainable_parameters()
         if not params:
             raise ValueError(f"FLAPLitModule: stage {self.stage} groups {self.groups} select no parameters")
-        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+        gate_ids = {id(p) for n, p in self.denoising_net.named_parameters() if n.endswith("spatial_gate")}
+        groups = [{"params": [p for p in params if id(p) not in gate_ids]}]
+        gates = [p for p in params if id(p) in gate_ids]
+        if gates:
+            groups.append({"params": gates, "weight_decay": 0.0,
+                           "lr": self.hparams.lr * float(self.hparams.spatial_gate_lr_scale)})
+        opt = torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
                                 betas=tuple(self.hparams.betas))
         warm = max(0, int(self.hparams.warmup_steps))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)

@@ -33,6 +33,7 @@ __all__ = [
     "tiny_vae_config",
     "build_vae",
     "load_face_frames",
+    "load_prepared_frames",
     "FaceFrameDataset",
     "FaceFrameDataModule",
     "VAELitModule",
@@ -136,6 +137,49 @@ def load_face_frames(
     return np.concatenate(out, axis=0)
 
 
+def load_prepared_frames(root: str | os.PathLike, frame_stride: int = 1) -> list[np.ndarray]:
+    """Face crops of a prepared dataset (``python -m flap.data.prepare``), one array per clip.
+
+    The crops are the ones the UNets are trained on (same crop, size and 25 fps resampling).
+
+    Args:
+        root: prepared dataset folder (``root/clips/<id>/frames/*.png``, kept frames).
+        frame_stride: keep every ``frame_stride``-th kept frame.
+
+    Returns:
+        ``[uint8 (K_i, S, S, 3)]`` RGB, clips sorted by id, frames in time order.
+
+    Raises:
+        FileNotFoundError: no prepared clip under ``root``.
+    """
+    import cv2
+
+    from flap.data.datasets import load_prepared_clips
+
+    out = []
+    for clip in load_prepared_clips(root):
+        paths = sorted((clip.folder / "frames").glob("*.png"))[::frame_stride]
+        out.append(np.stack([cv2.imread(str(q), cv2.IMREAD_COLOR)[:, :, ::-1] for q in paths]))
+    return out
+
+
+def split_tail(clips: Sequence[np.ndarray], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out the last ``ceil(val_fraction * K)`` frames of every clip (at least one).
+
+    Held-out frames are later in time than all training frames of their clip, so they are not
+    near-duplicates of random neighbours (as with a random split of 25 fps frames).
+
+    Returns:
+        ``(train uint8 (N_t, S, S, 3), val uint8 (N_v, S, S, 3))``.
+    """
+    train, val = [], []
+    for frames in clips:
+        n_val = min(len(frames) - 1, max(1, int(np.ceil(len(frames) * val_fraction))))
+        train.append(frames[:len(frames) - n_val])
+        val.append(frames[len(frames) - n_val:])
+    return np.concatenate(train), np.concatenate(val)
+
+
 def to_model_range(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``uint8 (..., H, W, 3)`` RGB -> float ``(..., 3, H, W)`` in ``[-1, 1]``."""
     x = torch.as_tensor(np.asarray(frames)).float().div(127.5).sub(1.0)
@@ -187,10 +231,16 @@ class FaceFrameDataModule(L.LightningDataModule):
     """Face-cropped frames of real talking-head clips, for VAE training.
 
     Args:
-        videos: paths or globs of the training clips.
+        videos: paths or globs of the training clips (ignored with ``prepared_root``).
         crop: ``uint8 (T,H,W,3) -> uint8 (T,S,S,3)`` face crop (Hydra: a ``_partial_`` target).
         frame_stride, max_frames_per_video: sub-sampling (see :func:`load_face_frames`).
         val_fraction: share of frames held out for validation (whole frames, no flip).
+        prepared_root: read the crops of a prepared dataset instead of cropping ``videos``
+            (:func:`load_prepared_frames`).
+        val_split: ``"random"`` (random frames) or ``"tail"`` (the last frames of every clip,
+            :func:`split_tail`).
+        val_max_frames: validate on at most this many held-out frames, evenly spaced over all of
+            them (``None`` = all); a cheap periodic check, measure the final figure on all.
         patch_size: train on random ``P x P`` patches (``None`` = whole frames).
         batch_size, num_workers: loader settings.
         seed: split seed.
@@ -198,8 +248,8 @@ class FaceFrameDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        videos: str | Sequence[str],
-        crop: Callable[[np.ndarray], np.ndarray],
+        videos: str | Sequence[str] | None = None,
+        crop: Callable[[np.ndarray], np.ndarray] | None = None,
         frame_stride: int = 1,
         max_frames_per_video: int | None = None,
         val_fraction: float = 0.05,
@@ -207,8 +257,16 @@ class FaceFrameDataModule(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
+        prepared_root: str | None = None,
+        val_split: str = "random",
+        val_max_frames: int | None = None,
     ):
         super().__init__()
+        if val_split not in ("random", "tail"):
+            raise ValueError(f"FaceFrameDataModule: val_split must be 'random' or 'tail', got {val_split!r}")
+        if prepared_root is None and (videos is None or crop is None):
+            raise ValueError("FaceFrameDataModule: give videos + crop, or prepared_root")
+        self.prepared_root, self.val_split, self.val_max_frames = prepared_root, val_split, val_max_frames
         self.patch_size = patch_size
         self.videos, self.crop = videos, crop
         self.frame_stride, self.max_frames_per_video = frame_stride, max_frames_per_video
@@ -218,11 +276,22 @@ class FaceFrameDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        frames = load_face_frames(self.videos, self.crop, self.frame_stride, self.max_frames_per_video)
-        n_val = max(1, int(round(len(frames) * self.val_fraction)))
-        order = torch.randperm(len(frames), generator=torch.Generator().manual_seed(self.seed)).numpy()
-        self.train_set = FaceFrameDataset(frames[order[n_val:]], flip=True, patch_size=self.patch_size)
-        self.val_set = FaceFrameDataset(frames[order[:n_val]], flip=False)
+        if self.prepared_root is not None:
+            clips = load_prepared_frames(self.prepared_root, self.frame_stride)
+        else:
+            clips = [load_face_frames(v, self.crop, self.frame_stride, self.max_frames_per_video)
+                     for v in _expand(self.videos)]
+        if self.val_split == "tail":
+            train, val = split_tail(clips, self.val_fraction)
+        else:
+            frames = np.concatenate(clips)
+            n_val = max(1, int(round(len(frames) * self.val_fraction)))
+            order = torch.randperm(len(frames), generator=torch.Generator().manual_seed(self.seed)).numpy()
+            train, val = frames[order[n_val:]], frames[order[:n_val]]
+        if self.val_max_frames is not None and len(val) > self.val_max_frames:
+            val = val[np.linspace(0, len(val) - 1, self.val_max_frames).round().astype(int)]
+        self.train_set = FaceFrameDataset(train, flip=True, patch_size=self.patch_size)
+        self.val_set = FaceFrameDataset(val, flip=False)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
