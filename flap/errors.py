@@ -6,7 +6,7 @@ command-line entry points (:func:`flap.cli_support.run_command`) print its messa
 a bug in FLAP and keeps its traceback. The subclasses are also ``ValueError`` /
 ``FileNotFoundError`` so code that caught those before keeps working.
 
-Messages name the file or key, what was expected and what was found (DESIGN.md, "Conventions").
+Messages name the file or key, what was expected and what was found (docs/DESIGN.md, "Conventions").
 """
 
 from __future__ import annotations

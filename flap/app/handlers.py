@@ -11,7 +11,7 @@ Every button and every motion edit of the page (:mod:`flap.app.ui`) calls one me
     preview = studio.preview(inputs, motion)           # mesh video + plot, seconds on a CPU
     result = studio.generate(inputs, motion, SamplingSettings(num_inference_steps=4))
 
-Data flow (DESIGN.md): speech → Audio2Flame (or driving video → tracker) → HeadCoeffs → controls
+Data flow (docs/DESIGN.md): speech → Audio2Flame (or driving video → tracker) → HeadCoeffs → controls
 (pose table as a pose script, blink rate, jaw scale, expression from another video) → the final
 coefficients; the preview renders them as a FLAME mesh video, generation hands exactly these
 coefficients to :class:`flap.pipeline.FLAPPipeline`, so the video follows the previewed motion.
