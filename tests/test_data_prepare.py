@@ -12,7 +12,14 @@ import torch
 from flap.data.crop import crop_frames, head_box, smooth_track
 from flap.data.hands import decide_frames, kept_segments
 from flap.data.motion import head_motion_variance, top_fraction
-from flap.data.prepare import PrepareConfig, clip_id_for, load_manifest, prepare_dataset, resample_indices
+from flap.data.prepare import (
+    PrepareConfig,
+    audio_source,
+    clip_id_for,
+    load_manifest,
+    prepare_dataset,
+    resample_indices,
+)
 from flap.flame.coeffs import HeadCoeffs
 
 
@@ -117,6 +124,16 @@ def test_prepare_resume_and_corrupt(tmp_path, raw_dir):
     assert m3["run"] == {"processed": 1, "skipped": 2}
     assert not (out / "clips" / ".tmp-d0").exists() and (out / "clips" / "d0" / "meta.json").is_file()
     assert (out / "records" / "grid__bbaf2n.json").stat().st_mtime_ns == stamps[out / "records" / "grid__bbaf2n.json"]
+
+
+def test_audio_source_prefers_stream_then_sidecar(tmp_path):
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(b"")
+    assert audio_source(video, has_audio_stream=True) == video
+    assert audio_source(video, has_audio_stream=False) is None
+    (tmp_path / "talk.wav").write_bytes(b"")
+    assert audio_source(video, has_audio_stream=False) == tmp_path / "talk.wav"
+    assert audio_source(video, has_audio_stream=True) == video
 
 
 def test_clip_id(tmp_path):

@@ -7,7 +7,8 @@ variance, extract 16 kHz mono audio, and write::
 
     out/clips/<clip_id>/frames/000123.png   kept frames (index = frame index after resampling)
     out/clips/<clip_id>/coeffs.npz          HeadCoeffs (T, 120) for ALL T frames (if a tracker ran)
-    out/clips/<clip_id>/audio.wav           16 kHz mono, T / fps seconds (if the video has audio)
+    out/clips/<clip_id>/audio.wav           16 kHz mono, T / fps seconds (if the video has audio, or a
+                                            sidecar ``<video stem>.wav`` lies beside a silent video)
     out/clips/<clip_id>/meta.json           the clip's record (as in the manifest)
     out/records/<clip_id>.json              the clip's record: kept / dropped / error and why
     out/manifest.json                       all records + the preparation settings
@@ -53,7 +54,7 @@ from flap.io.runtime import import_callable
 from flap.tracking import FlameTracker, detect_landmarks
 
 __all__ = ["PrepareConfig", "find_videos", "clip_id_for", "resample_indices", "prepare_clip",
-           "prepare_dataset", "load_manifest", "resolve_tracker", "main"]
+           "prepare_dataset", "load_manifest", "audio_source", "resolve_tracker", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +200,19 @@ def _hand_decisions(crops: np.ndarray, cfg: PrepareConfig) -> tuple[list[dict], 
     return [d.to_dict() for d in decisions], np.array([d.keep for d in decisions], dtype=bool)
 
 
-def _save_audio(video: Path, dest: Path, num_frames: int, cfg: PrepareConfig) -> float:
+def audio_source(video: Path, has_audio_stream: bool) -> Path | None:
+    """The file whose sound goes with ``video``: the video itself if it has an audio stream, else a
+    sidecar ``<stem>.wav`` beside it (datasets such as StyleTalk ship speech that way), else None."""
+    if has_audio_stream:
+        return video
+    sidecar = video.with_suffix(".wav")
+    return sidecar if sidecar.is_file() else None
+
+
+def _save_audio(source: Path, dest: Path, num_frames: int, cfg: PrepareConfig) -> float:
     import soundfile as sf
 
-    audio = read_audio_track(video, sample_rate=cfg.sample_rate)
+    audio = read_audio_track(source, sample_rate=cfg.sample_rate)
     n = int(round(num_frames / cfg.fps * cfg.sample_rate))
     audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
     sf.write(dest, audio.astype(np.float32), cfg.sample_rate, subtype="FLOAT")
@@ -258,9 +268,11 @@ def _process(video: Path, tmp_dir: Path, record: dict, cfg: PrepareConfig) -> di
         record["motion_variance"] = box_motion_variance(raw[kept])
         record["motion_source"] = "crop_box"
 
-    record["has_audio"] = bool(info.has_audio)
-    if info.has_audio:
-        record["audio_seconds"] = _save_audio(video, tmp_dir / "audio.wav", len(crops), cfg)
+    source = audio_source(video, bool(info.has_audio))
+    record["has_audio"] = source is not None
+    if source is not None:
+        record["audio_file"] = source.name
+        record["audio_seconds"] = _save_audio(source, tmp_dir / "audio.wav", len(crops), cfg)
 
     (tmp_dir / "frames").mkdir()
     for t in kept:
