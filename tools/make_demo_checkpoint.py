@@ -1,5 +1,5 @@
 """Assemble a FLAPPipeline checkpoint folder from separately trained components (last step of the
-demo recipe in the README).
+demo recipe in the README); :func:`flap.training.assemble.assemble_pipeline` does the work.
 
     python tools/make_demo_checkpoint.py \
         --vae outputs/vae_tiny_decoder/export \
@@ -17,54 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
-
-def assemble(vae: Path, unets: Path, audio2flame: Path | None, out: Path, force: bool = False) -> dict:
-    """Load the components, save them as one pipeline folder at ``out``; return a size summary (MB).
-
-    Raises:
-        FileNotFoundError: a component folder is missing.
-        FileExistsError: ``out`` exists and not ``force``.
-    """
-    from diffusers import AutoencoderKL
-
-    from flap.audio.model import Audio2Flame
-    from flap.models.scheduling import ddim_scheduler
-    from flap.pipeline import FLAPPipeline
-    from flap.training.lit_module import load_stage_output
-
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists (use --force to replace it)")
-    for label, path in (("vae", vae), ("unets", unets), ("audio2flame", audio2flame)):
-        if path is not None and not path.is_dir():
-            raise FileNotFoundError(f"--{label} {path}: no such folder")
-    nets = load_stage_output(unets)
-    pipe = FLAPPipeline(
-        vae=AutoencoderKL.from_pretrained(vae),
-        reference_net=nets.reference_net,
-        denoising_net=nets.denoising_net,
-        scheduler=ddim_scheduler(),
-        audio2flame=Audio2Flame.from_pretrained(audio2flame) if audio2flame is not None else None,
-    )
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp)
-    sources = {"vae": str(vae), "unets": str(unets), "audio2flame": str(audio2flame) if audio2flame else None}
-    stage = unets / "training_stage.json"
-    if stage.is_file():
-        sources["training_stage"] = json.loads(stage.read_text())
-    (tmp / "sources.json").write_text(json.dumps(sources, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    sizes = {p.name: round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20, 2)
-             for p in sorted(out.iterdir()) if p.is_dir()}
-    sizes["total"] = round(sum(sizes.values()), 2)
-    return sizes
+from flap.training.assemble import assemble_pipeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     ns = parser.parse_args(argv)
     try:
-        sizes = assemble(ns.vae, ns.unets, ns.audio2flame, ns.out, ns.force)
+        sizes = assemble_pipeline(ns.vae, ns.unets, ns.audio2flame, ns.out, ns.force)
     except (FileNotFoundError, FileExistsError) as exc:
         print(f"make_demo_checkpoint: error: {exc}", file=sys.stderr)
         return 1
