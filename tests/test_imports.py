@@ -26,6 +26,7 @@ LAYERS = [
     {"flap.data", "flap.eval", "flap.training"},
     {"flap.testing"},
     {"flap.generate", "flap.generate_io", "flap.evaluate", "flap.benchmark", "flap.train", "flap.app"},
+    {"flap.finetune"},  # prepares, trains and benchmarks: uses flap.benchmark
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 

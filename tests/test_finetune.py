@@ -1,0 +1,142 @@
+"""``flap.finetune``: time plan, folder checks, and one whole run (prepare, hold out, three PFT stages,
+pipeline, benchmark) with resume, on a tiny random base pipeline and a real 4.6 s clip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from flap.errors import InputError, InputNotFoundError, UsageError
+from flap.finetune import finetune, newest_checkpoint, plan_stages
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = "video/motion/pcavs_pose_00067.mp4"  # 224² at 25 fps, 4.56 s = 114 frames, one speaker
+
+
+def _cfg(**overrides):
+    cfg = OmegaConf.load(ROOT / "flap" / "conf" / "finetune.yaml")
+    cfg.pop("hydra")
+    return OmegaConf.merge(cfg, overrides)
+
+
+def test_plan_stages_splits_time_by_share():
+    stages = {"stage1": {"share": 0.5}, "stage2": {"share": 0.3}, "stage3": {"share": 0.2}}
+    assert plan_stages(1000.0, stages) == pytest.approx({"stage1": 500.0, "stage2": 300.0, "stage3": 200.0})
+    assert plan_stages(90.0, {"stage1": {"share": 2}, "stage2": {"share": 1}, "stage3": {"share": 0}}) == \
+        pytest.approx({"stage1": 60.0, "stage2": 30.0, "stage3": 0.0})
+    with pytest.raises(UsageError, match="shares"):
+        plan_stages(100.0, {"stage1": {"share": 0}, "stage2": {"share": 0}})
+    with pytest.raises(UsageError, match="shares"):
+        plan_stages(100.0, {"stage1": {"share": -1}, "stage2": {"share": 2}})
+    with pytest.raises(UsageError, match="max_minutes"):
+        plan_stages(-30.0, stages)
+
+
+def test_newest_checkpoint(tmp_path):
+    assert newest_checkpoint(tmp_path / "absent") is None
+    assert newest_checkpoint(tmp_path) is None
+    old, new = tmp_path / "last.ckpt", tmp_path / "interrupted.ckpt"
+    old.write_bytes(b"1")
+    new.write_bytes(b"2")
+    os.utime(old, (1_000, 1_000))
+    assert newest_checkpoint(tmp_path) == new
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from flap.testing import tiny_random_pipeline
+
+    path = tmp_path_factory.mktemp("finetune") / "base"
+    tiny_random_pipeline(seed=0, image_size=64).save_pretrained(path)
+    return path
+
+
+def test_refuses_inputs_as_output(shared_data, tiny_base, tmp_path):
+    video = shared_data / CLIP
+    with pytest.raises(InputNotFoundError, match="video="):
+        finetune(_cfg(video=str(tmp_path / "none.mp4"), out=str(tmp_path / "o"), base=str(tiny_base)))
+    with pytest.raises(InputNotFoundError, match="base="):
+        finetune(_cfg(video=str(video), out=str(tmp_path / "o"), base=str(tmp_path)))
+    with pytest.raises(InputError, match="would write into an input"):
+        finetune(_cfg(video=str(video), out=str(tiny_base), base=str(tiny_base)))
+    with pytest.raises(InputError, match="would write into an input"):
+        finetune(_cfg(video=str(video), out=str(video.parent), base=str(tiny_base)))
+    other = tmp_path / "my_photos"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a flap.finetune run folder"):
+        finetune(_cfg(video=str(video), out=str(other), base=str(tiny_base)))
+    assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]  # nothing written
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_finetune_runs_resumes_and_loads(shared_data, tiny_base, tmp_path):
+    from flap.pipeline import FLAPPipeline
+
+    out = tmp_path / "me"
+    cfg = _cfg(video=str(shared_data / CLIP), out=str(out), base=str(tiny_base), max_minutes=30, eval_minutes=1,
+               threads=1, progress=False, checkpoint_every=1,
+               stages={"stage1": {"max_steps": 2, "batch_size": 2}, "stage2": {"max_steps": 2, "batch_size": 2},
+                       "stage3": {"max_steps": 1, "batch_size": 1, "num_frames": 4}},
+               benchmark={"max_frames": 4, "identity_frames": 2,
+                          "control": {"pose_scripts": ["nod"], "blinks_per_minute": [0], "seconds": 0.6},
+                          "sampling": {"num_inference_steps": 1}})
+    summary = finetune(cfg)
+
+    plan = json.loads((out / "work" / "plan.json").read_text())
+    assert plan["holdout_start_frame"] == 91  # ceil(0.2 * 114) = 23 frames, 91..113, are never trained on
+    assert sum(plan["stage_seconds"].values()) == pytest.approx(29 * 60 - plan["used_seconds"], abs=1.0)
+    for k, steps in ((1, 2), (2, 2), (3, 1)):
+        stage = json.loads((out / "work" / f"stage{k}" / "export" / "training_stage.json").read_text())
+        assert stage["stage"] == k and stage["global_step"] == steps
+    sources = json.loads((out / "sources.json").read_text())
+    assert sources["unets"] == str(out / "work" / "stage3" / "export")
+    assert sources["finetuned_from"] == str(tiny_base) and sources["holdout_start_frame"] == 91
+    pipe = FLAPPipeline.from_pretrained(out)  # `flap.generate checkpoint=out` loads it
+    assert pipe.audio2flame is not None
+    from flap.io import probe_video
+
+    assert probe_video(out / "eval" / "holdout.mp4").num_frames == 114 - 91
+    rows = summary["benchmark"]["reenactment"]["mean"]
+    assert set(rows) == {"real", "vae", "me"}
+    assert (out / "eval" / "benchmark" / "table.md").is_file()
+
+    # the same command again: nothing is prepared or trained again
+    ckpt = newest_checkpoint(out / "work" / "stage1" / "checkpoints")
+    stamp = ckpt.stat().st_mtime_ns
+    again = finetune(OmegaConf.merge(cfg, {"benchmark": {"enabled": False}}))
+    assert ckpt.stat().st_mtime_ns == stamp
+    assert again["plan"] == plan and again["unets"] == summary["unets"]
+
+
+@pytest.mark.slow
+def test_finetune_resumes_an_unfinished_stage(shared_data, tiny_base, tmp_path):
+    """A stage stopped after its checkpoint (no export) continues from that checkpoint's step."""
+    out = tmp_path / "me"
+    base_cfg = dict(video=str(shared_data / CLIP), out=str(out), base=str(tiny_base), threads=1, progress=False,
+                    checkpoint_every=1, benchmark={"enabled": False},
+                    stages={"stage1": {"max_steps": 2, "batch_size": 2}, "stage2": {"share": 0},
+                            "stage3": {"share": 0}})
+    finetune(_cfg(**base_cfg))
+    export = out / "work" / "stage1" / "export"
+    import shutil
+
+    shutil.rmtree(export)  # as if the run had stopped after its last checkpoint
+    base_cfg["stages"]["stage1"]["max_steps"] = 3
+    finetune(_cfg(**base_cfg))
+    assert json.loads((export / "training_stage.json").read_text())["global_step"] == 3
+
+
+def test_help_lists_keys(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "flap.finetune", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "video=FILE out=DIR" in proc.stdout and "max_minutes" in proc.stdout
