@@ -203,12 +203,13 @@ def finetune(cfg: DictConfig) -> dict:
 
     Raises:
         flap.errors.InputNotFoundError: missing ``video`` or ``base``.
-        flap.errors.InputError: ``out`` is an input or a folder that is not a fine-tuning run, or the
-            video has no usable face (names the file and the reason).
+        flap.errors.InputError: ``out`` is an input, a folder that is not a fine-tuning run or a run
+            of another video or base, or the video has no usable face (names the file and the reason).
         flap.errors.UsageError: bad stage shares, or no training time left.
     """
     import torch
 
+    from flap.errors import InputError
     from flap.training.assemble import assemble_pipeline
 
     start = time.perf_counter()
@@ -220,6 +221,10 @@ def finetune(cfg: DictConfig) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"used_seconds": 0.0}
+    for key, value in (("video", str(video)), ("base", str(base))):
+        if plan.get(key, value) != value:
+            raise InputError(f"out={out}: is a fine-tuning run of {key}={plan[key]}, not {value}; "
+                             "choose a new folder")
     if not plan_path.is_file():
         plan_path.write_text(json.dumps(plan))  # marks `out` as a fine-tuning run folder
     vae_cfg = json.loads((base / "vae" / "config.json").read_text())

@@ -114,6 +114,8 @@ def test_finetune_runs_resumes_and_loads(shared_data, tiny_base, tmp_path):
     again = finetune(OmegaConf.merge(cfg, {"benchmark": {"enabled": False}}))
     assert ckpt.stat().st_mtime_ns == stamp
     assert again["plan"] == plan and again["unets"] == summary["unets"]
+    with pytest.raises(InputError, match="is a fine-tuning run of video="):
+        finetune(OmegaConf.merge(cfg, {"video": str(shared_data / "video" / "motion" / "lp_d12.mp4")}))
 
 
 @pytest.mark.slow
