@@ -87,8 +87,7 @@ def load_prepared_clips(root: str | os.PathLike, motion_top_fraction: float | No
         segments = [tuple(s) for s in meta["segments"]]
         frames = np.concatenate([np.arange(s, e) for s, e in segments]).astype(np.int64)
         if holdout_tail > 0:
-            held = int(np.ceil(round(len(frames) * holdout_tail, 9)))  # round: 115 * 0.2 is 23.000000000000004
-            frames = frames[:max(1, len(frames) - held)]
+            frames = frames[:max(1, len(frames) - int(np.ceil(len(frames) * holdout_tail)))]
             cut = int(frames[-1]) + 1
             segments = [(a, min(b, cut)) for a, b in segments if a < cut]
         coeffs = HeadCoeffs.load(folder / "coeffs.npz").numpy().astype(np.float32)
