@@ -1,7 +1,8 @@
 """One-step x0 predictions of a stage export on held-out frames (last 20% of each clip), as a PNG strip.
 
 Rows: held-out target | reference (same clip, training part) | x0 from t=500 | x0 from t=900.
-Also prints the eps-MSE at those t with the target pose vs. with the reference frame's pose.
+Also prints the eps-MSE at those t with the target pose vs. with the reference frame's pose (does the
+head-motion condition matter?) and with another clip's reference frame (does the reference matter?).
 
 Usage: python tools/x0_strip.py STAGE_DIR VAE_DIR PREPARED_DATA OUT.png   (a diagnostic; not a benchmark)
 """
@@ -39,16 +40,18 @@ with torch.no_grad():
     z = vae.encode(tgt).latent_dist.mode() * sf
     zr = vae.encode(ref).latent_dist.mode() * sf
     feats = nets.reference_net(zr)
+    feats_other = nets.reference_net(torch.roll(zr, 1, 0))  # each target gets the previous clip's person
     for t in (500, 900):
         noise = torch.randn_like(z)
         tt = torch.full((len(z),), t)
         noisy = sched.add_noise(z, noise, tt)
         res = {}
-        for name, k in (("target pose", 0), ("reference pose", 1)):
+        for name, k, f in (("target pose", 0, feats), ("reference pose", 1, feats),
+                           ("other clip's reference", 0, feats_other)):
             c_motion = torch.tensor(np.stack([m[k] for m in cm]), dtype=torch.float32)[:, None]
-            eps = nets.denoising_net(noisy[:, :, None], tt, reference=feats, c_motion=c_motion).sample[:, :, 0]
+            eps = nets.denoising_net(noisy[:, :, None], tt, reference=f, c_motion=c_motion).sample[:, :, 0]
             res[name] = float(((eps - noise) ** 2).mean())
-            if k == 0:
+            if name == "target pose":
                 a = sched.alphas_cumprod[t]
                 x0 = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
                 rows.append(vae.decode(x0 / sf).sample)
