@@ -136,23 +136,28 @@ def _write_holdout(video: Path, start: int, eval_dir: Path) -> tuple[Path, Path]
     return clip, portrait
 
 
-def _stage_callbacks(run_dir: Path, every: int, progress):
+def _stage_callbacks(run_dir: Path, every: int, progress, snapshots=None):
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
     ckpt_dir = run_dir / "checkpoints"
     periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=max(1, int(every)),
                                save_top_k=1, monitor=None, enable_version_counter=False)
-    return [periodic, OnExceptionCheckpoint(ckpt_dir, filename="interrupted"), progress]
+    extra = [snapshots] if snapshots is not None else []
+    return [periodic, OnExceptionCheckpoint(ckpt_dir, filename="interrupted"), progress, *extra]
 
 
 def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path, data_dir: Path,
-                 work: Path, cfg: DictConfig) -> Path:
-    """Run (or resume, or skip if done) stage ``k``; returns its export folder."""
+                 work: Path, cfg: DictConfig, offset_seconds: float = 0.0) -> Path:
+    """Run (or resume, or skip if done) stage ``k``; returns its export folder.
+
+    ``offset_seconds`` is the run's time before this stage (the clock of ``snapshot_minutes``).
+    """
     import lightning as L
 
     from flap.data.datamodule import FLAPDataModule
     from flap.training import FLAPLitModule
     from flap.training.progress import StageProgress
+    from flap.training.snapshots import TimedSnapshots
 
     run_dir = work / f"stage{k}"
     export = run_dir / "export"
@@ -167,9 +172,11 @@ def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path,
                           warmup_steps=int(cfg.warmup_steps), seed=int(cfg.seed))
     progress = StageProgress(f"stage {k}/3 {STAGE_NAMES[k]}", int(spec["max_steps"]), seconds,
                              enabled=bool(cfg.progress))
+    every = cfg.get("snapshot_minutes")
+    snapshots = TimedSnapshots(work / "snapshots", float(every), offset_seconds / 60) if every else None
     trainer = L.Trainer(max_steps=int(spec["max_steps"]), max_epochs=-1, max_time={"seconds": max(1.0, seconds)},
                         accelerator=_accelerator(str(cfg.device)), devices=1, default_root_dir=str(run_dir),
-                        callbacks=_stage_callbacks(run_dir, cfg.checkpoint_every, progress),
+                        callbacks=_stage_callbacks(run_dir, cfg.checkpoint_every, progress, snapshots),
                         logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="csv"),
                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10,
                         gradient_clip_val=1.0)
@@ -243,13 +250,15 @@ def finetune(cfg: DictConfig) -> dict:
         plan_path.write_text(json.dumps(plan, indent=1))
     log.info("plan: %s", plan["stage_seconds"])
 
-    current = base
+    current, offset = base, float(plan["used_seconds"])
     for k in (1, 2, 3):
         name = f"stage{k}"
         seconds = float(plan["stage_seconds"].get(name, 0.0))
         if seconds <= 0:
             continue
-        current = _train_stage(k, dict(cfg.stages[name]), seconds, current, base / "vae", data_dir, work, cfg)
+        current = _train_stage(k, dict(cfg.stages[name]), seconds, current, base / "vae", data_dir, work, cfg,
+                               offset_seconds=offset)
+        offset += seconds
 
     if not (out / "model_index.json").is_file() or json.loads((out / "sources.json").read_text())["unets"] != str(current):
         audio = base / "audio2flame" if (base / "audio2flame").is_dir() else None

@@ -123,10 +123,17 @@ def test_finetune_resumes_an_unfinished_stage(shared_data, tiny_base, tmp_path):
     """A stage stopped after its checkpoint (no export) continues from that checkpoint's step."""
     out = tmp_path / "me"
     base_cfg = dict(video=str(shared_data / CLIP), out=str(out), base=str(tiny_base), threads=1, progress=False,
-                    checkpoint_every=1, benchmark={"enabled": False},
+                    checkpoint_every=1, benchmark={"enabled": False}, snapshot_minutes=30,
                     stages={"stage1": {"max_steps": 2, "batch_size": 2}, "stage2": {"share": 0},
                             "stage3": {"share": 0}})
     finetune(_cfg(**base_cfg))
+    from flap.training.snapshots import list_snapshots
+
+    (minutes, snap), = list_snapshots(out / "work" / "snapshots")  # the end of the stage (no 30-min mark)
+    used = json.loads((out / "work" / "plan.json").read_text())["used_seconds"] / 60
+    assert used <= minutes < used + 5
+    assert json.loads((snap / "snapshot.json").read_text())["global_step"] == 2
+    assert (snap / "denoising_net").is_dir() and (snap / "reference_net").is_dir()
     export = out / "work" / "stage1" / "export"
     import shutil
 
