@@ -38,6 +38,7 @@ from flap.eval.bench_report import (
     markdown_table,
     mean_rows,
     plot_bars,
+    save_control_strip,
     save_strip,
     write_text,
 )
@@ -151,8 +152,11 @@ def run(cfg: DictConfig | dict) -> dict:
             else:
                 portrait, pose, rate = job
                 bar.set_postfix_str(f"{portrait.stem} {pose} {rate:g}/min")
-                res, _ = control_run(pipe, tracker, str(portrait), pose, rate, speech, ctl_frames, sampling,
-                                     fps=float(ctl["fps"]), identity_frames=int(opts["identity_frames"]))
+                res, frames, per_frame = control_run(pipe, tracker, str(portrait), pose, rate, speech, ctl_frames,
+                                                     sampling, fps=float(ctl["fps"]),
+                                                     identity_frames=int(opts["identity_frames"]))
+                save_control_strip(out / f"control_{portrait.stem}_{Path(str(pose)).stem}_{rate:g}.png", frames,
+                                   per_frame["requested"], per_frame["tracked"], inputs=inputs)
                 res["seconds"], res["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
                 control.append(res)
         except (ValueError, FileNotFoundError) as exc:  # one bad input must not lose the others

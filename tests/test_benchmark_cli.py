@@ -55,6 +55,11 @@ def test_benchmark_writes_tables_plots_and_rows(shared_data, tiny_ckpt, tmp_path
     assert "| real | ∞ | 1.000 | 0.000 |" in table and "tiny_ckpt" in table
     for png in ("reenactment.png", "control.png", "reenactment_pcavs_pose_00067.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    from PIL import Image
+
+    for png in ("control_grid_bbaf2n_frame_nod_20.png", "control_grid_bbaf2n_frame_none_0.png"):
+        strip = Image.open(out / png)  # 8 of the 15 frames (64 px) over a 26 px band of requested/tracked angles
+        assert strip.size == (8 * 64, 64 + 26)
     assert m["not_run"] == [] and m["errors"] == []
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from flap.eval.report import save_figure
 from flap.io.atomic import atomic_output
 
-__all__ = ["REENACT_COLUMNS", "CONTROL_COLUMNS", "mean_rows", "markdown_table", "write_text", "plot_bars", "save_strip"]
+__all__ = ["REENACT_COLUMNS", "CONTROL_COLUMNS", "mean_rows", "markdown_table", "write_text", "plot_bars", "save_strip",
+           "save_control_strip"]
 
 #: (key, header) of the self-reenactment table; arrows say which way is better
 REENACT_COLUMNS = (
@@ -129,4 +130,36 @@ def save_strip(path: str | os.PathLike, rows: Mapping[str, np.ndarray], num: int
     strips = [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in strips]
     with atomic_output(path, inputs=inputs) as tmp:
         Image.fromarray(np.concatenate(strips, axis=0)).save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_control_strip(path: str | os.PathLike, frames: np.ndarray, requested_deg: np.ndarray,
+                       tracked_deg: np.ndarray | None = None, num: int = 8, inputs: Sequence = ()) -> Path:
+    """PNG of ``num`` evenly spaced generated frames, each labelled with the requested head pose and,
+    if given, the pose tracked from that frame (what the eye should check against the numbers).
+
+    Args:
+        frames: ``uint8 (T, H, W, 3)`` generated crops.
+        requested_deg: ``(T, 3)`` requested pitch / yaw / roll in degrees.
+        tracked_deg: ``(T, 3)`` tracked pitch / yaw / roll in degrees (``nan`` rows: no face found).
+        num: frames shown.
+    """
+    from PIL import Image, ImageDraw
+
+    frames = np.asarray(frames)
+    h, w = frames.shape[1:3]
+    idx = np.linspace(0, len(frames) - 1, min(num, len(frames))).round().astype(int)
+    band = 26
+    canvas = Image.new("RGB", (w * len(idx), h + band), (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for col, i in enumerate(idx):
+        canvas.paste(Image.fromarray(np.ascontiguousarray(frames[i])), (col * w, 0))
+        p, y, _ = requested_deg[i]
+        draw.text((col * w + 2, h + 1), f"#{i} ask y{y:+.0f} p{p:+.0f}", fill=(255, 255, 0))
+        if tracked_deg is not None:
+            tp, ty, _ = tracked_deg[i]
+            text = "no face" if not np.isfinite(ty) else f"got y{ty:+.0f} p{tp:+.0f}"
+            draw.text((col * w + 2, h + 13), text, fill=(120, 220, 255))
+    with atomic_output(path, inputs=inputs) as tmp:
+        canvas.save(tmp, format="PNG")
     return Path(path)

@@ -34,7 +34,7 @@ def control_run(
     sampling: dict,
     fps: float = 25.0,
     identity_frames: int = 16,
-) -> tuple[dict, np.ndarray]:
+) -> tuple[dict, np.ndarray, dict]:
     """Generate one controlled video and score it.
 
     Args:
@@ -50,6 +50,8 @@ def control_run(
         ``corr_<axis>`` (``nan`` for an axis the script keeps still), ``blinks_requested``,
         ``blinks_detected``, ``blink_count_error``, ``identity_distance``,
         ``face_detected_ratio`` and ``face_detected_ratio_dlib``.
+        The third item is ``{"requested": (T, 3), "tracked": (T, 3)}``: pitch / yaw / roll in degrees
+        per frame (tracked ``nan`` where no face was found), for strips and plots.
     """
     sampling = dict(sampling)
     seed = int(sampling.pop("seed", 0))
@@ -61,6 +63,7 @@ def control_run(
                  "frames": len(frames), "fps": fps}
     res, track = track_frames(frames, fps, tracker)
     out["face_detected_ratio"] = float(track.valid.mean())
+    per_frame = {"requested": final.pose_degrees().numpy()[: len(frames)], "tracked": np.full((len(frames), 3), np.nan)}
     if res is None:
         out.update({k: float("nan") for k in _POSE_KEYS})
         out.update(blinks_requested=count_blinks(final.eyelids.numpy()), blinks_detected=None,
@@ -68,8 +71,11 @@ def control_run(
     else:
         pose_res = pose_following(final, res.coeffs, track.valid)
         out.update({k: pose_res[k] for k in _POSE_KEYS})
+        trk = pose_res["per_frame"]["tracked"]
+        if len(trk) == len(frames):
+            per_frame["tracked"] = np.where(pose_res["per_frame"]["valid"][:, None], trk, np.nan)
         out.update(blink_count_error(final.eyelids.numpy(), res.coeffs.eyelids.numpy(), valid=track.valid))
     ident = identity_distance(frames, reference_descriptor(crop.crop), max_frames=identity_frames)
     out["identity_distance"] = ident["identity_distance"]
     out["face_detected_ratio_dlib"] = ident["face_detected_ratio_dlib"]
-    return out, frames
+    return out, frames, per_frame
