@@ -32,7 +32,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from flap.errors import FlapError, one_line
 
-__all__ = ["Terminated", "run_command", "run_output_dir", "report"]
+__all__ = ["Terminated", "run_command", "run_output_dir", "report", "single_lightning_log"]
 
 T = TypeVar("T")
 
@@ -52,6 +52,21 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
     raise Terminated()
+
+
+def single_lightning_log() -> None:
+    """Print Lightning's messages once: drop the console handler ``import lightning`` adds to its
+    ``lightning`` logger when the root logger already has one (Hydra's), which printed each line twice.
+    Call it after importing lightning, before building a Trainer.
+    """
+    import logging
+
+    if not logging.getLogger().hasHandlers():
+        return
+    own = logging.getLogger("lightning")
+    for handler in list(own.handlers):
+        if type(handler) is logging.StreamHandler:
+            own.removeHandler(handler)
 
 
 def report(command: str, message: str) -> None:

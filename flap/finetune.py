@@ -34,7 +34,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from flap.cli_support import run_command  # imported before Hydra makes its run folder (see run_command)
+from flap.cli_support import (  # imported before Hydra makes its run folder (see run_command)
+    run_command,
+    single_lightning_log,
+)
 
 __all__ = ["finetune", "plan_stages", "holdout_boundary", "newest_checkpoint", "main"]
 
@@ -159,6 +162,7 @@ def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path,
     from flap.training.progress import StageProgress
     from flap.training.snapshots import TimedSnapshots
 
+    single_lightning_log()
     run_dir = work / f"stage{k}"
     export = run_dir / "export"
     if (export / "training_stage.json").is_file():

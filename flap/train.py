@@ -32,7 +32,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from flap.cli_support import run_command  # imported before Hydra makes its run folder (see run_command)
+from flap.cli_support import (  # imported before Hydra makes its run folder (see run_command)
+    run_command,
+    single_lightning_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ def train(cfg: DictConfig) -> dict:
     """
     import lightning as L
 
+    single_lightning_log()
     for key in ("data", "model"):
         if cfg.get(key) is None:
             from flap.errors import UsageError
