@@ -113,6 +113,32 @@ def test_losses_and_mouth_loss_gradient():
         Audio2FlameModule(net, group_weights={"lips": 2.0})
 
 
+def test_masked_std_by_hand():
+    from flap.audio.module import masked_std
+
+    x = torch.tensor([[[0.0], [2.0], [100.0]], [[5.0], [7.0], [9.0]]])  # (B=2, T=3, D=1)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    std = masked_std(x, mask)  # population std of {0, 2} = 1; of {5, 7, 9} = sqrt(8/3)
+    assert std[:, 0].tolist() == pytest.approx([1.0, (8 / 3) ** 0.5], abs=1e-6)
+    assert masked_std(x, torch.tensor([[True, False, False]] * 2)).abs().max() == 0  # one frame: no spread
+
+
+def test_amplitude_loss_by_hand():
+    net = Audio2Flame(hidden_dim=16, dilations=(1,))
+    net.set_normalization(torch.zeros(80), torch.ones(80), torch.zeros(120), torch.ones(120))  # normalised = raw
+    module = Audio2FlameModule(net, mouth_weight=0.0, std_weight=1.0)
+    target = HeadCoeffs.neutral(10).data[None].repeat(2, 1, 1)
+    target[:, :, 1] = torch.linspace(-0.3, 0.3, 10)  # yaw sweeps: std ~0.19 rad per clip
+    batch = {"features": torch.randn(2, 10, 80), "coeffs": target, "mask": torch.ones(2, 10, dtype=torch.bool)}
+    with torch.no_grad():
+        net.head.weight.zero_()  # a prediction that does not move
+    losses = module._losses(batch)  # mean over 2 clips x 3 rotation axes of |0 - real std|: yaw's / 3
+    assert losses["std"].item() == pytest.approx(float(target[0, :, 1].std(unbiased=False)) / 3, rel=1e-3)
+    assert "std" not in Audio2FlameModule(net, mouth_weight=0.0)._losses(batch)  # off by default
+    with pytest.raises(ValueError, match="std_groups"):
+        Audio2FlameModule(net, std_groups=["lips"])
+
+
 SMOKE = [
     "experiment=audio2flame",
     "data.synthetic=3",

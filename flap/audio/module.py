@@ -44,6 +44,18 @@ def _masked_l1(
     return (err * m).sum() / (m.sum() * err.shape[-1]).clamp_min(1.0)
 
 
+def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Standard deviation over time of ``x (B, T, D)`` on the frames where ``mask (B, T)`` is true.
+
+    Returns ``(B, D)`` (population std, 0 for a sequence with fewer than 2 valid frames).
+    """
+    m = mask.unsqueeze(-1).to(x)
+    n = m.sum(1).clamp_min(1.0)
+    mean = (x * m).sum(1) / n
+    var = (((x - mean.unsqueeze(1)) ** 2) * m).sum(1) / n
+    return (var + 1e-8).sqrt() * (m.sum(1) > 1).to(x)
+
+
 class Audio2FlameModule(L.LightningModule):
     """Train an :class:`Audio2Flame` on (features, coefficients) batches.
 
@@ -52,6 +64,11 @@ class Audio2FlameModule(L.LightningModule):
         lr, weight_decay: AdamW settings; cosine decay to ``lr * 0.05`` over the run.
         coeff_weight, velocity_weight, mouth_weight: loss weights (mouth loss in mm).
         group_weights: extra weights per HeadCoeffs slice name (``{"jaw": 4.0}``); others 1.
+        std_weight: weight of the motion-amplitude loss: L1 between the predicted and the tracked
+            standard deviation over time of each clip's ``std_groups`` coefficients (normalised
+            units). A regressor trained with L1 alone predicts the typical motion for a sound and
+            under-moves expressive speakers; this term asks for their amplitude (0 = off).
+        std_groups: HeadCoeffs slice names the amplitude loss applies to (default ``["global_rot"]``).
         mouth_frames: frames per batch passed through FLAME for the mouth loss.
         flame_model_path: FLAME file for the mouth loss (None = real FLAME if installed, else proxy).
 
@@ -70,6 +87,8 @@ class Audio2FlameModule(L.LightningModule):
         group_weights: dict | None = None,
         mouth_frames: int = 32,
         flame_model_path: str | None = None,
+        std_weight: float = 0.0,
+        std_groups: list | tuple = ("global_rot",),
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
@@ -82,6 +101,10 @@ class Audio2FlameModule(L.LightningModule):
                 )
             weights[SLICES[name]] = float(w)
         self.register_buffer("group_weight", weights / weights.mean(), persistent=False)
+        bad = [g for g in std_groups if g not in SLICES]
+        if bad:
+            raise ValueError(f"Audio2FlameModule: unknown group(s) {bad} in std_groups, expected names from {list(SLICES)}")
+        self._std_dims = [i for g in std_groups for i in range(COND_DIM)[SLICES[g]]]
         self.__dict__["_flame"] = None  # FlameModel, built on first use (not a submodule)
         self._flame_failed = False
 
@@ -140,6 +163,10 @@ class Audio2FlameModule(L.LightningModule):
         total = (
             self.hparams.coeff_weight * losses["coeff"] + self.hparams.velocity_weight * losses["velocity"]
         )
+        if self.hparams.std_weight > 0:
+            dims = self._std_dims
+            losses["std"] = (masked_std(pred_n[..., dims], mask) - masked_std(target_n[..., dims], mask)).abs().mean()
+            total = total + self.hparams.std_weight * losses["std"]
         if self.hparams.mouth_weight > 0:
             mouth = self._mouth_loss(self.net.denormalize(pred_n), coeffs, mask)
             if mouth is not None:
