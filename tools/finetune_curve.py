@@ -63,6 +63,17 @@ def evaluate_snapshot(run: Path, snap: Path, args: argparse.Namespace) -> dict:
     return {**info, "snapshot": snap.name, **row, "benchmark": str(work / "benchmark")}
 
 
+def thin_snapshots(snaps: list[tuple[float, Path]], min_gap: float) -> list[tuple[float, Path]]:
+    """Keep snapshots at least ``min_gap`` minutes apart, always the first and the last."""
+    kept = []
+    for minutes, path in snaps:
+        if not kept or minutes - kept[-1][0] >= min_gap:
+            kept.append((minutes, path))
+    if snaps and kept[-1] != snaps[-1]:
+        kept.append(snaps[-1])
+    return kept
+
+
 def _mean(values) -> float | None:
     vals = [float(v) for v in values if v is not None]
     return sum(vals) / len(vals) if vals else None
@@ -102,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=12, help="DDIM steps")
     parser.add_argument("--reenact", action="store_true", help="also self-reenact the held-out clip (PSNR)")
     parser.add_argument("--max-frames", type=int, default=25, help="held-out frames re-enacted with --reenact")
+    parser.add_argument("--min-gap", type=float, default=0.0,
+                        help="skip snapshots closer than this many minutes to the previous one kept (the last is kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ns = parser.parse_args(argv)
     from flap.training.snapshots import list_snapshots
@@ -111,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finetune_curve: error: {ns.run}/work/snapshots: no snapshots (run flap.finetune with "
               "snapshot_minutes=N)", file=sys.stderr)
         return 1
+    snaps = thin_snapshots(snaps, ns.min_gap)
     out = ns.run / "eval" / "curve"
     out.mkdir(parents=True, exist_ok=True)
     table = out / "curve.json"
