@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
-from flap.audio.check import main, silence_check
+from flap.audio.check import main, pose_std_ratio, silence_check
 from flap.audio.model import Audio2Flame
 from flap.audio.synthetic import synthetic_pairs
 from flap.flame.coeffs import HeadCoeffs
@@ -41,4 +42,11 @@ def test_cli(tmp_path, capsys):
     )
     assert set(result["held_out"]) == {"synth_2"}
     assert np.isnan(result["held_out"]["synth_2"]["r"])  # constant prediction: correlation undefined
+    assert result["held_out"]["synth_2"]["pose_std_deg"] == [0.0, 0.0, 0.0]  # constant prediction
     assert '"silence_jaw_mean"' in capsys.readouterr().out
+
+
+def test_pose_std_ratio_by_hand():
+    held = {"a": {"pose_std_deg": [1.0, 2.0, 0.0], "real_pose_std_deg": [2.0, 8.0, 1.0]},
+            "b": {"pose_std_deg": [3.0, 4.0, 0.0], "real_pose_std_deg": [2.0, 4.0, 1.0]}}
+    assert pose_std_ratio(held) == pytest.approx({"pitch": 1.0, "yaw": 0.5, "roll": 0.0})

@@ -5,6 +5,9 @@
 
 - held-out lip sync: Pearson r between predicted and tracked jaw opening on each held-out clip at
   the best lag within ±2 frames (target r ≥ 0.5);
+- held-out head motion: standard deviation over time of the predicted pitch / yaw / roll (degrees)
+  against the tracked speaker's; ``pose_std_ratio`` = mean predicted std / mean real std over the
+  held-out clips, per axis (issue 13 target: 0.5-1.5);
 - silence: 2 s of digital zeros → mean predicted jaw opening vs the 10th percentile of the training
   clips' tracked jaw opening (target: below), and the std of the predicted head rotation in degrees
   (largest of pitch/yaw/roll; target < 3°).
@@ -24,11 +27,17 @@ from flap.audio.model import Audio2Flame
 from flap.flame.coeffs import HeadCoeffs, jaw_opening
 from flap.signals import best_lag_correlation
 
-__all__ = ["held_out_jaw", "silence_check", "main"]
+__all__ = ["held_out_jaw", "pose_std_ratio", "silence_check", "main"]
 
 
 def held_out_jaw(model: Audio2Flame, clips: list[tuple[str, str, str]], max_lag: int = 2) -> dict[str, dict]:
-    """``{name: {"r": Pearson r at the best lag, "lag": frames}}`` for ``(name, media, coeffs_path)`` clips."""
+    """Jaw correlation and head-motion spread on held-out ``(name, media, coeffs_path)`` clips.
+
+    Returns:
+        ``{name: {"r": Pearson r of the jaw opening at the best lag, "lag": frames,
+        "pose_std_deg": [pitch, yaw, roll] std over time of the prediction (degrees),
+        "real_pose_std_deg": the same for the tracked coefficients}}``.
+    """
     out = {}
     for name, media, coeffs_path in clips:
         tracked = HeadCoeffs.load(coeffs_path)
@@ -36,8 +45,17 @@ def held_out_jaw(model: Audio2Flame, clips: list[tuple[str, str, str]], max_lag:
             load_audio(media, fps=tracked.fps), fps=tracked.fps, num_frames=tracked.num_frames
         )
         r, lag = best_lag_correlation(jaw_opening(pred.numpy()), jaw_opening(tracked.numpy()), max_lag)
-        out[name] = {"r": float(r), "lag": int(lag)}
+        out[name] = {"r": float(r), "lag": int(lag),
+                     "pose_std_deg": pred.pose_degrees().std(dim=0).tolist(),
+                     "real_pose_std_deg": tracked.pose_degrees().std(dim=0).tolist()}
     return out
+
+
+def pose_std_ratio(held_out: dict[str, dict]) -> dict[str, float]:
+    """``{"pitch", "yaw", "roll"}``: mean predicted std / mean real std over the clips of :func:`held_out_jaw`."""
+    pred = np.mean([c["pose_std_deg"] for c in held_out.values()], axis=0)
+    real = np.mean([c["real_pose_std_deg"] for c in held_out.values()], axis=0)
+    return {axis: float(p / r) if r > 0 else float("nan") for axis, p, r in zip(("pitch", "yaw", "roll"), pred, real)}
 
 
 def silence_check(
@@ -71,6 +89,8 @@ def main(argv=None) -> dict:
     held = [c for c in clips if c[0] in args.held_out]
     train = [HeadCoeffs.load(c[2]) for c in clips if c[0] not in args.held_out]
     result = {"held_out": held_out_jaw(model, held), **silence_check(model, train)}
+    if held:
+        result["pose_std_ratio"] = pose_std_ratio(result["held_out"])
     result["silence_jaw_below_p10"] = result["silence_jaw_mean"] < result["train_jaw_p10"]
     print(json.dumps(result, indent=2))
     return result
