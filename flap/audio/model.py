@@ -69,6 +69,11 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         fps: frame rate the model was trained at (default for :meth:`predict`).
         features: feature-extractor config for :func:`flap.audio.features.build_features`
             (``{"type": "logmel", ...}`` or ``{"type": "wav2vec2", "model_path": ..., "layers": ...}``).
+        pose_gain: ``(3,)`` gains on the predicted head rotation (``global_rot`` axis-angle components,
+            about pitch / yaw / roll) around each prediction's own temporal mean; ``None`` = 1. A
+            regressor predicts the typical motion for a sound and moves less than real speakers; the
+            gain, measured on the training clips by :mod:`flap.audio.calibrate`, restores their
+            spread without touching the jaw or the mean head orientation.
 
     Buffers ``feature_mean``/``feature_std`` ``(D,)`` and ``coeff_mean``/``coeff_std`` ``(120,)`` hold the
     normalisation statistics, ``pad_feature`` ``(D,)`` the feature of zero audio used beyond the ends
@@ -89,6 +94,7 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         out_dim: int = COND_DIM,
         fps: float = 25.0,
         features: dict | None = None,
+        pose_gain: tuple[float, float, float] | None = None,
     ):
         super().__init__()
         if kernel_size % 2 != 1:
@@ -214,7 +220,7 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         for g0, g1, f0, f1 in feature_chunks(t, chunk_frames, self.receptive_field):
             y = self(feats[g0:g1].to(self.device)[None])[0]
             out[f0:f1] = y[f0 - g0 : f1 - g0].float().cpu()
-        return self._to_coeffs(out, fps or self.config.fps)
+        return self._to_coeffs(self._apply_pose_gain(out), fps or self.config.fps)
 
     @torch.no_grad()
     def predict(
@@ -257,12 +263,22 @@ class Audio2Flame(ModelMixin, ConfigMixin):
             feats = extractor(_segment(audio, h0, h1, sr, fps), h1 - h0, fps)[g0 - h0 : g1 - h0]
             y = self(torch.from_numpy(feats).to(self.device)[None])[0]
             out[f0:f1] = y[f0 - g0 : f1 - g0].float().cpu()
-        return self._to_coeffs(out, fps)
+        return self._to_coeffs(self._apply_pose_gain(out), fps)
 
     def predict_file(self, path, fps: float | None = None, **kwargs) -> HeadCoeffs:
         """:func:`flap.audio.load_audio` then :meth:`predict`."""
         fps = float(fps or self.config.fps)
         return self.predict(load_audio(path, fps=fps), fps=fps, **kwargs)
+
+    def _apply_pose_gain(self, data: torch.Tensor) -> torch.Tensor:
+        """Scale ``global_rot`` of a whole prediction ``(T, 120)`` around its temporal mean (``pose_gain``)."""
+        gain = self.config.get("pose_gain")
+        if gain is None or self.config.out_dim != COND_DIM:
+            return data
+        rot = data[:, SLICES["global_rot"]]
+        mean = rot.mean(dim=0, keepdim=True)
+        data[:, SLICES["global_rot"]] = mean + (rot - mean) * torch.as_tensor(gain, dtype=data.dtype)
+        return data
 
     @staticmethod
     def _to_coeffs(data: torch.Tensor, fps: float) -> HeadCoeffs:
