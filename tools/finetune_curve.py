@@ -58,6 +58,7 @@ def evaluate_snapshot(run: Path, snap: Path, args: argparse.Namespace) -> dict:
     if reen:
         row["psnr"] = reen[pipe.name].get("psnr")
         row["psnr_vae"] = reen["vae"].get("psnr")
+        row["identity_distance_vae"] = reen["vae"].get("identity_distance")  # the VAE's own identity loss
     info = json.loads((snap / "snapshot.json").read_text())
     shutil.rmtree(pipe / "vae", ignore_errors=True)  # the copies are big; the snapshot keeps the UNets
     return {**info, "snapshot": snap.name, **row, "benchmark": str(work / "benchmark")}
@@ -96,8 +97,9 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
         if key in TARGETS:
             ax.axhline(TARGETS[key], ls="--", color="tab:red", lw=1, label="target")
             ax.legend(fontsize=7)
-        if key == "psnr" and rows[-1].get("psnr_vae") is not None:
-            ax.axhline(rows[-1]["psnr_vae"], ls=":", color="gray", lw=1, label="vae ceiling")
+        ceiling = rows[-1].get(f"{key}_vae")
+        if ceiling is not None:  # the held-out frames through the VAE alone: the best any UNet can do
+            ax.axhline(ceiling, ls=":", color="gray", lw=1, label="vae ceiling")
             ax.legend(fontsize=7)
         ax.set_xlabel("minutes since the start of the run")
         ax.set_title(header, fontsize=9)
