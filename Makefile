@@ -27,8 +27,10 @@ test-fast: install
 wheel-test: install
 	PY=$(abspath $(PY)) bash .ci/wheel_test
 
+# The bundled demo: person-specific model, held-out portrait, speech, and a head-motion script.
+DEMO_POSE ?= turn_left
 demo: install
-	$(PY) -m flap.generate $(ARGS)
+	$(PY) -m flap.generate pose=$(DEMO_POSE) $(ARGS)
 
 # The web studio on http://127.0.0.1:7860 (ARGS="--port 8080 --host 0.0.0.0" to change).
 app: install
