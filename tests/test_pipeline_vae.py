@@ -74,6 +74,17 @@ def test_export_sets_scaling_factor_from_latent_std(tmp_path):
     assert AutoencoderKL.from_pretrained(tmp_path / "vae").config.scaling_factor == pytest.approx(0.25)
 
 
+def test_checkpoint_records_the_init_from_scaling_factor(tmp_path):
+    """A decoder-only run's Lightning checkpoint carries the scale of the VAE its UNets were trained on."""
+    first = VAELitModule(vae={"block_out_channels": (8, 16), "norm_num_groups": 4})
+    first.latent_std_sum, first.latent_std_n = 8.0, 2  # mean std 4 -> scaling_factor 0.25
+    first.export_pretrained(tmp_path / "v1")
+    module = VAELitModule(init_from=str(tmp_path / "v1"), decoder_only=True)
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["vae_config"]["scaling_factor"] == pytest.approx(0.25)
+
+
 def test_init_from_missing_folder():
     with pytest.raises(FileNotFoundError, match="init_from"):
         VAELitModule(init_from="/nonexistent/vae")

@@ -23,6 +23,20 @@ import numpy as np
 import torch
 
 
+def _recorded_scaling(ckpt: dict, hp: dict) -> float:
+    """The latent scaling factor the checkpoint's VAE had: recorded in the checkpoint (``vae_config``),
+    else read from its ``init_from`` folder; exits with one line if neither is available."""
+    recorded = (ckpt.get("vae_config") or {}).get("scaling_factor")
+    if recorded is not None:
+        return float(recorded)
+    init_from = hp.get("init_from")
+    config = Path(init_from) / "config.json" if init_from else None
+    if config is not None and config.is_file():
+        return float(json.loads(config.read_text())["scaling_factor"])
+    raise SystemExit(f"export_vae: --keep-scaling: the checkpoint does not record its scaling factor and its "
+                     f"init_from={init_from} has no config.json; export without --keep-scaling or restore that folder")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint of a VAELitModule run")
@@ -43,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"export_vae: {out} exists (use --force to replace it)")
     ckpt = torch.load(a.ckpt, map_location="cpu", weights_only=False)
     hp = dict(ckpt["hyper_parameters"])
+    kept_scale = _recorded_scaling(ckpt, hp) if a.keep_scaling else None
     hp["init_from"] = None  # weights come from the checkpoint
     module = VAELitModule(**hp)
     module.load_state_dict(ckpt["state_dict"])
@@ -66,8 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     mse = se / n
     psnr_of_mean_mse = 10 * np.log10(4.0 / mse)
     std = float(torch.cat(zs).std())
-    if not a.keep_scaling:
-        vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+    vae.register_to_config(scaling_factor=kept_scale if a.keep_scaling else 1.0 / max(std, 1e-6))
     if out.exists():
         import shutil
 

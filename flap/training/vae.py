@@ -378,6 +378,12 @@ class VAELitModule(L.LightningModule):
         params = [p for p in self.vae.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=0.0)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the VAE's diffusers config (``scaling_factor`` included) in the Lightning checkpoint,
+        so a snapshot exported from it (``tools/export_vae.py --keep-scaling``) keeps the latent scale
+        of an ``init_from`` VAE that the UNets were trained on."""
+        checkpoint["vae_config"] = dict(self.vae.config)
+
     def export_pretrained(self, save_dir: str | os.PathLike) -> Path:
         """Write the VAE (diffusers folder, safetensors) with its latent ``scaling_factor`` set.
 
