@@ -1,5 +1,7 @@
-"""The shipped demo: ``python -m flap.generate`` with no arguments (= ``make demo``) on the bundled
-real portrait and speech with ``checkpoints/flap_tiny_demo``. Slow (minutes on a CPU)."""
+"""The shipped demo: ``python -m flap.generate`` with no arguments (= ``make demo`` without its pose
+script) on the bundled held-out portrait and speech with the person-specific model
+``checkpoints/flap_person_pcavs_00104``; the tiny test checkpoint ``checkpoints/flap_tiny_demo`` ships
+too. Slow (minutes on a CPU)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import pytest
 
 from flap.generate import PROJECT_ROOT
 
-DEMO = PROJECT_ROOT / "checkpoints" / "flap_tiny_demo"
+DEMO = PROJECT_ROOT / "checkpoints" / "flap_person_pcavs_00104"
+TINY = PROJECT_ROOT / "checkpoints" / "flap_tiny_demo"
 
 
 def face_fraction(path) -> float:
@@ -31,16 +34,22 @@ def face_fraction(path) -> float:
 
 def test_demo_assets_ship_with_licences():
     demo = PROJECT_ROOT / "assets" / "demo"
-    for name in ("portrait.png", "speech.wav", "NOTICE.md", "speech.LICENSE.txt", "portrait.LipNet_LICENSE.txt"):
+    for name in ("portrait.png", "speech.wav", "NOTICE.md", "speech.LICENSE.txt", "portrait.LipNet_LICENSE.txt",
+                 "pcavs_00104_portrait.png", "pcavs_00104_portrait.PC-AVS_LICENSE.txt"):
         assert (demo / name).is_file(), name
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(PROJECT_ROOT / "flap" / "conf" / "generate.yaml")
+    assert (PROJECT_ROOT / cfg.image).is_file() and (PROJECT_ROOT / cfg.checkpoint) == DEMO
 
 
-def test_demo_checkpoint_is_complete_and_small():
-    if not (DEMO / "model_index.json").is_file():
-        pytest.fail(f"demo checkpoint missing: {DEMO}")
+@pytest.mark.parametrize("folder", [DEMO, TINY], ids=["person", "tiny"])
+def test_demo_checkpoint_is_complete_and_small(folder):
+    if not (folder / "model_index.json").is_file():
+        pytest.fail(f"demo checkpoint missing: {folder}")
     for sub in ("vae", "reference_net", "denoising_net", "scheduler", "audio2flame"):
-        assert (DEMO / sub).is_dir(), sub
-    total = sum(f.stat().st_size for f in DEMO.rglob("*") if f.is_file())
+        assert (folder / sub).is_dir(), sub
+    total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert total <= 40 * 2**20, f"{total / 2**20:.1f} MB > 40 MB"
 
 
