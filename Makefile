@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.cfg constraints.txt
 	$(PY) -m pip install -c constraints.txt -e ".[dev,app,eval]"
 	touch $(STAMP)
 
-# The whole suite, slow tests included (about 13 minutes on 2 idle CPU cores; CI runs this).
+# The whole suite, slow tests included (about 12 minutes on 2 idle CPU cores; CI runs this).
 test: install
 	$(PY) -m pytest -m "not benchmark" $(PYTEST_ARGS)
 
