@@ -66,7 +66,7 @@ def assemble_pipeline(vae: str | os.PathLike, unets: str | os.PathLike, audio2fl
             raise FileNotFoundError(f"{label}={path}: no such folder")
     nets = load_stage_output(unets)
     pipe = FLAPPipeline(
-        vae=AutoencoderKL.from_pretrained(vae),
+        vae=AutoencoderKL.from_pretrained(vae, low_cpu_mem_usage=False),
         reference_net=nets.reference_net,
         denoising_net=nets.denoising_net,
         scheduler=ddim_scheduler(),

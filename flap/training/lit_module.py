@@ -72,8 +72,8 @@ def load_stage_output(folder: str | os.PathLike) -> FLAPUNets:
             raise FileNotFoundError(
                 f"{folder}: expected a training-stage output with {sub}/config.json (save_pretrained), not found"
             )
-    return FLAPUNets(ReferenceNet.from_pretrained(folder / "reference_net"),
-                     DenoisingNet.from_pretrained(folder / "denoising_net"))
+    return FLAPUNets(ReferenceNet.from_pretrained(folder / "reference_net", low_cpu_mem_usage=False),
+                     DenoisingNet.from_pretrained(folder / "denoising_net", low_cpu_mem_usage=False))
 
 
 def unreachable_reference_parameters(reference_net: ReferenceNet) -> list[str]:
@@ -108,7 +108,7 @@ def _load_vae(vae: AutoencoderKL | str | os.PathLike) -> AutoencoderKL:
     path = Path(vae)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"FLAPLitModule: vae={path} must be a local diffusers AutoencoderKL folder")
-    return AutoencoderKL.from_pretrained(path)
+    return AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False)
 
 
 class FLAPLitModule(L.LightningModule):

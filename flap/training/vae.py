@@ -339,7 +339,7 @@ class VAELitModule(L.LightningModule):
         if init_from is not None:
             if not (Path(init_from) / "config.json").is_file():
                 raise FileNotFoundError(f"VAELitModule: init_from={init_from} is not a diffusers AutoencoderKL folder")
-            self.vae = AutoencoderKL.from_pretrained(init_from)
+            self.vae = AutoencoderKL.from_pretrained(init_from, low_cpu_mem_usage=False)
         else:
             self.vae = build_vae(dict(vae) if vae is not None else None)
         if decoder_only:
