@@ -50,6 +50,7 @@ def test_benchmark_writes_tables_plots_and_rows(shared_data, tiny_ckpt, tmp_path
     runs = m["control"]["runs"]
     assert [(r["pose"], r["blinks_per_minute"]) for r in runs] == [("nod", 20.0), ("none", 0.0)]
     assert runs[1]["blinks_requested"] == 0
+    assert all("jaw_corr" in r for r in runs)  # speech drives the jaw: its correlation is scored too
     assert set(m["control"]["by_blink_rate"]) == {"0 blinks/min", "20 blinks/min"}
     table = (out / "table.md").read_text()
     assert "| real | ∞ | 1.000 | 0.000 |" in table and "tiny_ckpt" in table

@@ -36,6 +36,7 @@ CONTROL_COLUMNS = (
     ("corr_pitch", "r pitch ↑"),
     ("corr_yaw", "r yaw ↑"),
     ("corr_roll", "r roll ↑"),
+    ("jaw_corr", "jaw r ↑"),
     ("blinks_requested", "blinks asked"),
     ("blinks_detected", "blinks found"),
     ("blink_count_abs_error", "|blink err| ↓"),

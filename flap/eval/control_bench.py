@@ -3,7 +3,8 @@
 For one reference portrait, one bundled pose script (``flap/control/poses/``) and one ``blinks_per_minute``:
 generate from the portrait and a speech clip with those controls, track the generated face crops,
 and compare with the requested coefficients: pose error and per-axis correlation
-(:func:`flap.eval.pose.pose_following`), blinks detected in the tracked eyelids against blinks in
+(:func:`flap.eval.pose.pose_following`), the correlation of the tracked jaw opening with the
+requested one (the speech drives it through Audio2Flame; :func:`flap.eval.pose.jaw_following`), blinks detected in the tracked eyelids against blinks in
 the requested eyelids (:func:`flap.eval.blinks.blink_count_error`), plus identity distance to the
 portrait and the face rates of MediaPipe and dlib.
 """
@@ -15,12 +16,12 @@ import torch
 
 from flap.eval.blinks import blink_count_error, count_blinks
 from flap.eval.dlib_face import identity_distance, reference_descriptor
-from flap.eval.pose import pose_following
+from flap.eval.pose import jaw_following, pose_following
 from flap.eval.reenactment import track_frames
 
 __all__ = ["control_run"]
 
-_POSE_KEYS = ("pose_error_deg", "mae_deg", "corr_pitch", "corr_yaw", "corr_roll")
+_POSE_KEYS = ("pose_error_deg", "mae_deg", "corr_pitch", "corr_yaw", "corr_roll", "jaw_corr")
 
 
 def control_run(
@@ -47,7 +48,8 @@ def control_run(
 
     Returns:
         ``(metrics, frames uint8 (T, S, S, 3))``; metrics hold ``pose_error_deg``, ``mae_deg``,
-        ``corr_<axis>`` (``nan`` for an axis the script keeps still), ``blinks_requested``,
+        ``corr_<axis>`` (``nan`` for an axis the script keeps still), ``jaw_corr`` (tracked against
+        requested jaw opening; ``nan`` when the requested jaw does not move), ``blinks_requested``,
         ``blinks_detected``, ``blink_count_error``, ``identity_distance``,
         ``face_detected_ratio`` and ``face_detected_ratio_dlib``.
         The third item is ``{"requested": (T, 3), "tracked": (T, 3)}``: pitch / yaw / roll in degrees
@@ -70,7 +72,8 @@ def control_run(
                    blink_count_error=None, blink_count_abs_error=None)
     else:
         pose_res = pose_following(final, res.coeffs, track.valid)
-        out.update({k: pose_res[k] for k in _POSE_KEYS})
+        out.update({k: pose_res[k] for k in _POSE_KEYS if k != "jaw_corr"})
+        out["jaw_corr"] = jaw_following(final, res.coeffs, track.valid)["jaw_corr"]
         trk = pose_res["per_frame"]["tracked"]
         if len(trk) == len(frames):
             per_frame["tracked"] = np.where(pose_res["per_frame"]["valid"][:, None], trk, np.nan)
