@@ -7,13 +7,17 @@ base model, in minutes on a CPU (issue 13):
    VAE's size, FLAME tracking) into ``out/data``;
 2. **hold out** the last ``holdout`` of its frames: they are never trained on; they are written to
    ``out/eval/holdout.mp4`` (full frames) with ``out/eval/portrait.png`` (its first frame);
-3. **fine-tune** the base UNets through the three Progressively Focused Training stages (paper
-   Sec. 4.3, :class:`flap.training.FLAPLitModule`), each stage bounded by its share of the time
-   left (``stages.stageK.share``) and by ``max_steps``, in ``out/work/stageK`` (Lightning
-   checkpoints every ``checkpoint_every`` steps and when stopped);
-4. **assemble** a pipeline folder at ``out`` (base VAE and Audio2Flame, fine-tuned UNets), which
+3. **fine-tune the VAE decoder** on the training frames (``stages.decoder``, in ``out/work/decoder``;
+   the encoder is frozen, so the latents and the UNets trained on them are unchanged): the person's
+   face, hair and background decode sharper than through the base VAE, which all people share and
+   which caps identity;
+4. **fine-tune** the base UNets through the three Progressively Focused Training stages (paper
+   Sec. 4.3, :class:`flap.training.FLAPLitModule`) in ``out/work/stageK``; every stage (the decoder
+   too) is bounded by its share of the time left (``stages.<name>.share``) and by ``max_steps``
+   (Lightning checkpoints every ``checkpoint_every`` steps and when stopped);
+5. **assemble** a pipeline folder at ``out`` (fine-tuned VAE decoder and UNets, base Audio2Flame), which
    ``python -m flap.generate checkpoint=out`` loads;
-5. **benchmark** it on the held-out part (:func:`flap.benchmark.run`: self-reenactment with the
+6. **benchmark** it on the held-out part (:func:`flap.benchmark.run`: self-reenactment with the
    ``real`` floor and ``vae`` ceiling rows, and the pose / blink control runs from the held-out
    portrait) into ``out/eval/benchmark`` and print the table.
 
@@ -44,6 +48,9 @@ __all__ = ["finetune", "plan_stages", "holdout_boundary", "newest_checkpoint", "
 log = logging.getLogger(__name__)
 
 STAGE_NAMES = {1: "head motion", 2: "expression", 3: "video"}
+#: training order of the stages in ``cfg.stages``: the VAE decoder first (short; every UNet snapshot
+#: can then be judged through it, ``tools/finetune_curve.py``), then the PFT stages
+STAGE_ORDER = ("decoder", "stage1", "stage2", "stage3")
 
 
 def plan_stages(seconds: float, stages: dict) -> dict[str, float]:
@@ -189,6 +196,41 @@ def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path,
     return export
 
 
+def _train_decoder(spec: dict, seconds: float, base_vae: Path, data_dir: Path, work: Path, cfg: DictConfig) -> Path:
+    """Fine-tune the VAE decoder on the person's training frames (or skip if done); returns its folder.
+
+    The encoder and ``quant_conv`` stay frozen (:class:`flap.training.vae.VAELitModule` with
+    ``decoder_only``), so every latent, the ``scaling_factor`` and the UNets stay valid. Trains on
+    random ``patch_size`` patches of the frames before the held-out part and checks PSNR on the
+    held-out frames (``val/psnr`` in ``work/decoder/csv``); the run resumes from its newest checkpoint.
+    """
+    import lightning as L
+
+    from flap.training.progress import StageProgress
+    from flap.training.vae import FaceFrameDataModule, VAELitModule
+
+    single_lightning_log()
+    run_dir = work / "decoder"
+    export = run_dir / "export"
+    if (export / "config.json").is_file():
+        log.info("VAE decoder already done (%s)", export)
+        return export
+    dm = FaceFrameDataModule(prepared_root=str(data_dir), val_split="tail", val_fraction=float(cfg.holdout),
+                             val_max_frames=int(spec.get("val_max_frames", 32)), patch_size=spec.get("patch_size"),
+                             batch_size=int(spec["batch_size"]), seed=int(cfg.seed))
+    model = VAELitModule(lr=float(spec["lr"]), init_from=str(base_vae), decoder_only=True)
+    progress = StageProgress("VAE decoder", int(spec["max_steps"]), seconds, enabled=bool(cfg.progress))
+    every = max(1, int(spec.get("val_every", 100)))
+    trainer = L.Trainer(max_steps=int(spec["max_steps"]), max_epochs=-1, max_time={"seconds": max(1.0, seconds)},
+                        accelerator=_accelerator(str(cfg.device)), devices=1, default_root_dir=str(run_dir),
+                        callbacks=_stage_callbacks(run_dir, cfg.checkpoint_every, progress),
+                        logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="csv"),
+                        val_check_interval=every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10)
+    trainer.fit(model, datamodule=dm, ckpt_path=newest_checkpoint(run_dir / "checkpoints"))
+    return model.export_pretrained(export)
+
+
 def _accelerator(device: str) -> str:
     from flap.io.runtime import resolve_device
 
@@ -254,19 +296,22 @@ def finetune(cfg: DictConfig) -> dict:
         plan_path.write_text(json.dumps(plan, indent=1))
     log.info("plan: %s", plan["stage_seconds"])
 
-    current, offset = base, float(plan["used_seconds"])
-    for k in (1, 2, 3):
-        name = f"stage{k}"
+    current, vae, offset = base, base / "vae", float(plan["used_seconds"])
+    for name in STAGE_ORDER:
         seconds = float(plan["stage_seconds"].get(name, 0.0))
         if seconds <= 0:
             continue
-        current = _train_stage(k, dict(cfg.stages[name]), seconds, current, base / "vae", data_dir, work, cfg,
-                               offset_seconds=offset)
+        if name == "decoder":
+            vae = _train_decoder(dict(cfg.stages[name]), seconds, base / "vae", data_dir, work, cfg)
+        else:
+            current = _train_stage(int(name[-1]), dict(cfg.stages[name]), seconds, current, base / "vae", data_dir,
+                                   work, cfg, offset_seconds=offset)
         offset += seconds
 
-    if not (out / "model_index.json").is_file() or json.loads((out / "sources.json").read_text())["unets"] != str(current):
+    sources = json.loads((out / "sources.json").read_text()) if (out / "sources.json").is_file() else {}
+    if sources.get("unets") != str(current) or sources.get("vae") != str(vae):
         audio = base / "audio2flame" if (base / "audio2flame").is_dir() else None
-        assemble_pipeline(base / "vae", current, audio, out, keep_other_files=True,
+        assemble_pipeline(vae, current, audio, out, keep_other_files=True,
                           sources={"finetuned_from": str(base), "video": str(video), "holdout_start_frame": boundary})
     summary = {"out": str(out), "plan": plan, "unets": str(current), "holdout_video": str(clip),
                "portrait": str(portrait)}

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from flap.errors import InputError, InputNotFoundError, UsageError
@@ -84,7 +85,8 @@ def test_finetune_runs_resumes_and_loads(shared_data, tiny_base, tmp_path):
     cfg = _cfg(video=str(shared_data / CLIP), out=str(out), base=str(tiny_base), max_minutes=30, eval_minutes=1,
                threads=1, progress=False, checkpoint_every=1,
                stages={"stage1": {"max_steps": 2, "batch_size": 2}, "stage2": {"max_steps": 2, "batch_size": 2},
-                       "stage3": {"max_steps": 1, "batch_size": 1, "num_frames": 4}},
+                       "stage3": {"max_steps": 1, "batch_size": 1, "num_frames": 4},
+                       "decoder": {"max_steps": 2, "batch_size": 2, "patch_size": 32, "val_every": 1}},
                benchmark={"max_frames": 4, "identity_frames": 2,
                           "control": {"pose_scripts": ["nod"], "blinks_per_minute": [0], "seconds": 0.6},
                           "sampling": {"num_inference_steps": 1}})
@@ -99,6 +101,13 @@ def test_finetune_runs_resumes_and_loads(shared_data, tiny_base, tmp_path):
     sources = json.loads((out / "sources.json").read_text())
     assert sources["unets"] == str(out / "work" / "stage3" / "export")
     assert sources["finetuned_from"] == str(tiny_base) and sources["holdout_start_frame"] == 91
+    assert sources["vae"] == str(out / "work" / "decoder" / "export")
+    from diffusers import AutoencoderKL
+
+    before, after = (AutoencoderKL.from_pretrained(p).state_dict() for p in (tiny_base / "vae", out / "vae"))
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # the latents the UNets know
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     pipe = FLAPPipeline.from_pretrained(out)  # `flap.generate checkpoint=out` loads it
     assert pipe.audio2flame is not None
     from flap.io import probe_video
@@ -125,7 +134,7 @@ def test_finetune_resumes_an_unfinished_stage(shared_data, tiny_base, tmp_path):
     base_cfg = dict(video=str(shared_data / CLIP), out=str(out), base=str(tiny_base), threads=1, progress=False,
                     checkpoint_every=1, benchmark={"enabled": False}, snapshot_minutes=30,
                     stages={"stage1": {"max_steps": 2, "batch_size": 2}, "stage2": {"share": 0},
-                            "stage3": {"share": 0}})
+                            "stage3": {"share": 0}, "decoder": {"share": 0}})
     finetune(_cfg(**base_cfg))
     from flap.training.snapshots import list_snapshots
 

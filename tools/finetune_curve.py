@@ -4,7 +4,8 @@
     python tools/finetune_curve.py runs/me --threads 2                        # -> runs/me/eval/curve/
 
 For each snapshot (``work/snapshots/minMMM.M``, :class:`flap.training.snapshots.TimedSnapshots`) a
-pipeline is assembled with the base model's VAE and Audio2Flame, and the control benchmark
+pipeline is assembled with the run's VAE (its fine-tuned decoder ``work/decoder/export``, trained
+before the UNet stages, else the base model's VAE) and the base Audio2Flame, and the control benchmark
 (:func:`flap.benchmark.run`, protocol ``control``) runs from the held-out portrait
 (``eval/portrait.png``) with the given pose scripts: pose error (degrees), identity distance to the
 portrait (dlib 128-d, lower is the same person) and dlib face rate. Optionally also the
@@ -27,7 +28,7 @@ PANELS = (("pose_error_deg", "pose error [°] ↓"), ("identity_distance", "iden
 
 
 def evaluate_snapshot(run: Path, snap: Path, args: argparse.Namespace) -> dict:
-    """Assemble ``snap`` with the run's base VAE / Audio2Flame and benchmark it; returns the metrics row."""
+    """Assemble ``snap`` with the run's VAE and the base Audio2Flame, benchmark it; returns the metrics row."""
     from omegaconf import OmegaConf
 
     from flap.benchmark import run as run_benchmark
@@ -39,7 +40,8 @@ def evaluate_snapshot(run: Path, snap: Path, args: argparse.Namespace) -> dict:
     pipe = work / "pipeline"
     if not (pipe / "model_index.json").is_file():
         audio = base / "audio2flame" if (base / "audio2flame").is_dir() else None
-        assemble_pipeline(base / "vae", snap, audio, pipe, force=True)
+        decoder = run / "work" / "decoder" / "export"
+        assemble_pipeline(decoder if (decoder / "config.json").is_file() else base / "vae", snap, audio, pipe, force=True)
     defaults = OmegaConf.load(Path(__file__).resolve().parents[1] / "flap" / "conf" / "benchmark.yaml")
     defaults.pop("hydra", None)
     protocols = ["control"] + (["reenactment"] if args.reenact else [])
