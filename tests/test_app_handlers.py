@@ -238,3 +238,13 @@ def test_page_runs_one_generation_at_a_time_and_previews_the_last_edit(studio, m
     assert (fns["generate"].concurrency_limit, fns["generate"].concurrency_id) == (1, "generate")
     assert (fns["preview"].concurrency_limit, fns["preview"].trigger_mode) == (1, "always_last")
     assert app.analytics_enabled is False
+
+
+def test_sampling_defaults_are_the_generate_commands():
+    """The page's "Advanced" defaults are ``flap.generate``'s (``flap/conf/generate.yaml``)."""
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "flap" / "conf" / "generate.yaml")
+    assert asdict(SamplingSettings()) == {k: cfg[k] for k in asdict(SamplingSettings())}

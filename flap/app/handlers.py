@@ -113,7 +113,7 @@ class SamplingSettings:
 
     num_inference_steps: int = 12
     guidance_scale: float = 2.0
-    strength: float = 0.5
+    strength: float = 1.0
     seed: int = 0
     paste: bool = True
 

@@ -98,9 +98,11 @@ def build_app(studio: Studio) -> gr.Blocks:
                 checkpoint = gr.Dropdown(label="Checkpoint (local pipeline folder)",
                                          choices=[(Path(c).name, c) for c in checkpoints],
                                          value=checkpoints[0] if checkpoints else None, elem_id="flap-checkpoint")
-                if (DEMO / "portrait.png").is_file() and (DEMO / "speech.wav").is_file():
-                    gr.Examples([[str(DEMO / "portrait.png"), str(DEMO / "speech.wav")]], [portrait, speech],
-                                label="Bundled demo (click to load)")
+                examples = [[str(DEMO / name), str(DEMO / "speech.wav")]  # make demo's person first
+                            for name in ("pcavs_00104_portrait.png", "portrait.png")
+                            if (DEMO / name).is_file() and (DEMO / "speech.wav").is_file()]
+                if examples:
+                    gr.Examples(examples, [portrait, speech], label="Bundled demo (click to load)")
             with gr.Column(scale=1):
                 gr.Markdown("## 2 · Motion")
                 pose = gr.Dropdown(label="Pose script (loads the table; then edit it)", choices=[CUSTOM, *scripts],
