@@ -288,9 +288,9 @@ class FLAPPipeline(DiffusionPipeline):
         weights = [window_weights(e - s, overlap, i == 0, i == len(windows) - 1).to(device)
                    for i, (s, e) in enumerate(windows)]
         cfg = guidance_scale != 1.0
-        self.set_progress_bar_config(**{"desc": "FLAP denoising", "unit": "win", "dynamic_ncols": True,
+        self.set_progress_bar_config(**{"desc": "FLAP denoising", "unit": "window-step", "dynamic_ncols": True,
                                         **getattr(self, "_progress_bar_config", {}), "disable": not progress})
-        bar = self.progress_bar(total=len(windows) * len(timesteps))
+        bar = self.progress_bar(total=len(windows) * len(timesteps))  # one UNet pass over one window per update
         try:
             for step, t in enumerate(timesteps):
                 eps_sum = torch.zeros_like(latents, dtype=torch.float64)
