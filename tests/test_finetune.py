@@ -39,6 +39,18 @@ def test_plan_stages_splits_time_by_share():
         plan_stages(-30.0, stages)
 
 
+def test_default_base_is_a_committed_pipeline_folder():
+    """``python -m flap.finetune video=... out=...`` with no ``base=`` must find a whole pipeline
+    (VAE, both UNets, scheduler; ``vae/`` and ``audio2flame/`` of ``flap_base_wip`` are symlinks)."""
+    from flap.models.checkpoint_files import check_pipeline_folder
+
+    base = ROOT / _cfg().base
+    index = check_pipeline_folder(base, required=("vae", "reference_net", "denoising_net", "scheduler"),
+                                  optional=("audio2flame",))
+    assert index["audio2flame"][0] is not None
+    assert (base / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+
+
 def test_newest_checkpoint(tmp_path):
     assert newest_checkpoint(tmp_path / "absent") is None
     assert newest_checkpoint(tmp_path) is None
