@@ -31,7 +31,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from flap.cli_support import run_command, run_output_dir
+from flap.cli_support import check_overrides, run_command, run_output_dir
 from flap.eval.bench_report import (
     CONTROL_COLUMNS,
     REENACT_COLUMNS,
@@ -214,4 +214,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides("flap.benchmark", "benchmark")
     main()

@@ -32,7 +32,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from flap.errors import FlapError, one_line
 
-__all__ = ["Terminated", "run_command", "run_output_dir", "report", "single_lightning_log"]
+__all__ = ["Terminated", "check_overrides", "run_command", "run_output_dir", "report", "single_lightning_log"]
 
 T = TypeVar("T")
 
@@ -72,6 +72,67 @@ def single_lightning_log() -> None:
 def report(command: str, message: str) -> None:
     """Print ``<command>: <message>`` as one line on stderr."""
     print(f"{command}: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def override_error(config_name: str, overrides: list[str]) -> str | None:
+    """Why Hydra would refuse ``overrides`` of ``flap/conf/<config_name>.yaml``, as one line, or ``None``.
+
+    Parses each ``key=value`` on its own (so the message names the bad argument), then composes the
+    config (unknown keys, unknown config-group options, wrong types) without running anything.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    parser = OverridesParser.create()
+    for arg in overrides:
+        try:
+            parser.parse_overrides([arg])
+        except HydraException as exc:
+            return f"argument {arg!r} is not key=value ({str(exc).splitlines()[0]})"
+    try:
+        with initialize_config_dir(config_dir=str(Path(__file__).parent / "conf"), version_base="1.3",
+                                   job_name=config_name):
+            compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        cause = exc.__cause__
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
+            return f"unknown key {cause.full_key!r}"
+        message = lines[0]
+        if "Available options" in str(exc):  # a config-group option that does not exist: list the real ones
+            options = lines[lines.index(next(x for x in lines if x.startswith("Available options"))) + 1:]
+            options = [x for x in options if not x.startswith(("Config search path", "provider="))]
+            message += f" (available: {', '.join(options)})"
+        elif cause is not None and str(cause):
+            message += f" ({str(cause).splitlines()[0]})"
+        return message
+    return None
+
+
+def check_overrides(command: str, config_name: str, argv: list[str] | None = None) -> None:
+    """Exit with one line (status 2) if Hydra would refuse the command line's ``key=value`` arguments.
+
+    Hydra's own report of a mistyped key spans several lines and ends with a hint about
+    ``HYDRA_FULL_ERROR``; this checks first and names the argument. Arguments starting with ``-``
+    (``--help``, ``--cfg job``, ``-m``) leave the whole check to Hydra.
+
+    Args:
+        command: name in the message, e.g. ``"flap.generate"``.
+        config_name: primary config in ``flap/conf`` (``"generate"``).
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Raises:
+        SystemExit: status 2, after ``<command>: error: <why>; every key: python -m <command> --help``.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a.startswith("-") for a in argv):
+        return
+    error = override_error(config_name, argv)
+    if error is not None:
+        report(command, f"error: {error}; every key: python -m {command} --help")
+        raise SystemExit(2)
 
 
 def run_command(command: str, body: Callable[..., T], *args, hydra_run_dir: str | os.PathLike | None = None, **kwargs) -> T:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from flap.cli_support import run_command, run_output_dir
+from flap.cli_support import check_overrides, run_command, run_output_dir
 from flap.eval.report import plot_following, write_json, write_tables
 from flap.eval.runner import (
     MetricModels,
@@ -99,4 +99,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides("flap.evaluate", "evaluate")
     main()

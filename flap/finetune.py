@@ -39,6 +39,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from flap.cli_support import (  # imported before Hydra makes its run folder (see run_command)
+    check_overrides,
     run_command,
     single_lightning_log,
 )
@@ -332,4 +333,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides("flap.finetune", "finetune")
     main()

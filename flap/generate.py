@@ -23,7 +23,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from flap.cli_support import run_command
+from flap.cli_support import check_overrides, run_command
 from flap.errors import InputNotFoundError
 
 __all__ = ["generate", "resolve_path", "main", "PROJECT_ROOT"]
@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (``python -m flap.generate``); see the module docstring."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    check_overrides("flap.generate", "generate")
     _hydra_main()
 
 

@@ -33,6 +33,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from flap.cli_support import (  # imported before Hydra makes its run folder (see run_command)
+    check_overrides,
     run_command,
     single_lightning_log,
 )
@@ -139,4 +140,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides("flap.train", "train")
     main()
