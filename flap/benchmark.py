@@ -214,5 +214,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides("flap.benchmark", "benchmark")
+    check_overrides("flap.benchmark")
     main()

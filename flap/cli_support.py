@@ -90,7 +90,7 @@ def override_error(config_name: str, overrides: list[str]) -> str | None:
         try:
             parser.parse_overrides([arg])
         except HydraException as exc:
-            return f"argument {arg!r} is not key=value ({str(exc).splitlines()[0]})"
+            return f"argument {arg!r} is not key=value ({(str(exc).splitlines() or [type(exc).__name__])[0]})"
     try:
         with initialize_config_dir(config_dir=str(Path(__file__).parent / "conf"), version_base="1.3",
                                    job_name=config_name):
@@ -101,9 +101,9 @@ def override_error(config_name: str, overrides: list[str]) -> str | None:
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
             return f"unknown key {cause.full_key!r}"
         message = lines[0]
-        if "Available options" in str(exc):  # a config-group option that does not exist: list the real ones
-            options = lines[lines.index(next(x for x in lines if x.startswith("Available options"))) + 1:]
-            options = [x for x in options if not x.startswith(("Config search path", "provider="))]
+        first = next((i for i, x in enumerate(lines) if x.startswith("Available options")), None)
+        if first is not None:  # a config-group option that does not exist: list the real ones
+            options = [x for x in lines[first + 1:] if not x.startswith(("Config search path", "provider="))]
             message += f" (available: {', '.join(options)})"
         elif cause is not None and str(cause):
             message += f" ({str(cause).splitlines()[0]})"
@@ -111,7 +111,7 @@ def override_error(config_name: str, overrides: list[str]) -> str | None:
     return None
 
 
-def check_overrides(command: str, config_name: str, argv: list[str] | None = None) -> None:
+def check_overrides(command: str, argv: list[str] | None = None) -> None:
     """Exit with one line (status 2) if Hydra would refuse the command line's ``key=value`` arguments.
 
     Hydra's own report of a mistyped key spans several lines and ends with a hint about
@@ -119,8 +119,7 @@ def check_overrides(command: str, config_name: str, argv: list[str] | None = Non
     (``--help``, ``--cfg job``, ``-m``) leave the whole check to Hydra.
 
     Args:
-        command: name in the message, e.g. ``"flap.generate"``.
-        config_name: primary config in ``flap/conf`` (``"generate"``).
+        command: ``"flap.<name>"``, whose primary config is ``flap/conf/<name>.yaml`` (``"flap.generate"``).
         argv: the arguments (default ``sys.argv[1:]``).
 
     Raises:
@@ -129,7 +128,7 @@ def check_overrides(command: str, config_name: str, argv: list[str] | None = Non
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a.startswith("-") for a in argv):
         return
-    error = override_error(config_name, argv)
+    error = override_error(command.rsplit(".", 1)[-1], argv)
     if error is not None:
         report(command, f"error: {error}; every key: python -m {command} --help")
         raise SystemExit(2)

@@ -99,5 +99,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides("flap.evaluate", "evaluate")
+    check_overrides("flap.evaluate")
     main()

@@ -333,5 +333,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides("flap.finetune", "finetune")
+    check_overrides("flap.finetune")
     main()

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (``python -m flap.generate``); see the module docstring."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    check_overrides("flap.generate", "generate")
+    check_overrides("flap.generate")
     _hydra_main()
 
 

@@ -140,5 +140,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides("flap.train", "train")
+    check_overrides("flap.train")
     main()
