@@ -292,8 +292,11 @@ def test_ddp_two_processes_gloo(prepared, tmp_path):
     assert ranks[0]["loss"] == pytest.approx(ranks[1]["loss"])  # synchronised across the 2 processes
 
 
-def test_hydra_three_stages_chain(prepared, tmp_path):
-    """`python -m flap.train experiment=stage{1,2,3}_*` compose, train, export and chain (tiny, 2 steps)."""
+@pytest.mark.parametrize("names", [("stage1_motion", "stage2_expression", "stage3_video"),
+                                   ("base_stage1", "base_stage2", "base_stage3")])
+def test_hydra_three_stages_chain(prepared, tmp_path, names):
+    """`python -m flap.train experiment=stage{1,2,3}_*` (and the base model's `base_stage{1,2,3}`) compose,
+    train, export and chain: each stage starts from the previous stage's export (tiny, 2 steps)."""
     from hydra import compose, initialize_config_dir
 
     from flap.train import train
@@ -302,12 +305,13 @@ def test_hydra_three_stages_chain(prepared, tmp_path):
     common = [f"data.root={prepared}", f"model.vae={tmp_path / 'vae'}", f"train_root={tmp_path / 'run'}",
               "trainer.max_steps=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
               "logger=null", "callbacks=null", "data.batch_size=2"]
-    for name, extra in (("stage1_motion", []), ("stage2_expression", []), ("stage3_video", ["data.num_frames=4"])):
+    for name, extra in zip(names, ([], [], ["data.num_frames=4"])):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[f"experiment={name}", *common, *extra,
                                               f"paths.output_dir={tmp_path / name}"])
         result = train(cfg)
-        stage = name[5]
+        stage = names.index(name) + 1
+        assert cfg.model.stage == stage
         assert result["export_dir"] == str(tmp_path / "run" / f"stage{stage}")
         info = (tmp_path / "run" / f"stage{stage}" / "training_stage.json").read_text()
         assert f'"stage": {stage}' in info and '"global_step": 2' in info
