@@ -98,6 +98,24 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def fit_resuming(trainer, model, datamodule, ckpt_dir: Path) -> None:
+    """``trainer.fit`` from the newest checkpoint in ``ckpt_dir`` (see :func:`newest_checkpoint`), or fresh.
+
+    On a fresh start Lightning turns ``ckpt_path=None`` into ``"last"`` because an
+    ``OnExceptionCheckpoint`` is configured, and warns twice about a "last model of the previous
+    fit" that does not exist; those two messages are dropped, all others pass. The frozen VAE is in
+    eval mode by design (:class:`flap.training.FLAPLitModule`), so Lightning's eval-mode notice is dropped too.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        for message in (r".*\(ckpt_path=None\)` was called without a model",
+                        r'.*\(ckpt_path="last"\) is set, but there is no last checkpoint',
+                        r"Found \d+ module\(s\) in eval mode"):
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=newest_checkpoint(ckpt_dir))
+
+
 def _check_folders(video: Path, out: Path, base: Path) -> None:
     from flap.errors import InputError, InputNotFoundError
 
@@ -192,7 +210,7 @@ def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path,
                         logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="csv"),
                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10,
                         gradient_clip_val=1.0)
-    trainer.fit(model, datamodule=dm, ckpt_path=newest_checkpoint(run_dir / "checkpoints"))
+    fit_resuming(trainer, model, dm, run_dir / "checkpoints")
     model.export_pretrained(export)
     return export
 
@@ -228,7 +246,7 @@ def _train_decoder(spec: dict, seconds: float, base_vae: Path, data_dir: Path, w
                         logger=L.pytorch.loggers.CSVLogger(str(run_dir), name="csv"),
                         val_check_interval=every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10)
-    trainer.fit(model, datamodule=dm, ckpt_path=newest_checkpoint(run_dir / "checkpoints"))
+    fit_resuming(trainer, model, dm, run_dir / "checkpoints")
     return model.export_pretrained(export)
 
 

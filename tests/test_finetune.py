@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from flap.errors import InputError, InputNotFoundError, UsageError
-from flap.finetune import finetune, newest_checkpoint, plan_stages
+from flap.finetune import finetune, fit_resuming, newest_checkpoint, plan_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = "video/motion/pcavs_pose_00067.mp4"  # 224² at 25 fps, 4.56 s = 114 frames, one speaker
@@ -59,6 +59,45 @@ def test_newest_checkpoint(tmp_path):
     new.write_bytes(b"2")
     os.utime(old, (1_000, 1_000))
     assert newest_checkpoint(tmp_path) == new
+
+
+def test_fit_resuming_is_quiet_when_fresh_and_resumes(tmp_path, recwarn):
+    """A fresh fit logs no "last model of the previous fit" warnings; a second trainer continues
+    from the periodic ``last.ckpt`` (step count carried over, not restarted)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+    from torch.utils.data import TensorDataset
+
+    class Linear(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+            self.calls = 0
+
+        def training_step(self, batch, _):
+            self.calls += 1
+            return self.layer(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = L.LightningDataModule.from_datasets(train_dataset=TensorDataset(torch.randn(8, 2)), batch_size=2)
+    ckpt_dir = tmp_path / "checkpoints"
+
+    def trainer(steps):
+        return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=2),
+                                    OnExceptionCheckpoint(ckpt_dir, filename="interrupted")])
+
+    torch.manual_seed(0)
+    first = Linear()
+    fit_resuming(trainer(4), first, data, ckpt_dir)
+    assert not [w for w in recwarn if "ckpt_path" in str(w.message)]
+    assert (ckpt_dir / "last.ckpt").is_file()
+    second, t = Linear(), trainer(6)
+    fit_resuming(t, second, data, ckpt_dir)
+    assert (t.global_step, second.calls) == (6, 2)  # 4 restored + 2 new; from scratch it would run 6
 
 
 @pytest.fixture(scope="module")
