@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from flap.eval.pose import align_sequences, expression_following, jaw_following, pose_following
+from flap.eval.pose import (
+    align_sequences,
+    expression_following,
+    jaw_following,
+    jaw_yaw_coupling,
+    pose_following,
+)
 from flap.flame.coeffs import HeadCoeffs
 from flap.signals import (
     best_lag_correlation,
@@ -144,3 +150,22 @@ def test_mouth_opening_and_jitter():
     valid = np.ones(10, bool)
     valid[5] = False
     assert landmark_jitter(zig, valid)["frames"] == 5
+
+
+def test_jaw_yaw_coupling_recovers_a_known_slope_per_sequence():
+    """jaw = person offset - 0.3 deg per deg of |yaw|: r = -1 and slope -0.3 after per-sequence
+    centring, whatever each person's own mean jaw; a sequence with still yaw is skipped."""
+    yaw_a = np.linspace(-20.0, 25.0, 60)            # turns through 0: |yaw| is not linear in yaw
+    yaw_b = 10.0 + 8.0 * np.sin(np.linspace(0, 6, 40))
+    seqs = []
+    for yaw, offset in ((yaw_a, 12.0), (yaw_b, -3.0)):
+        pyr = np.zeros((len(yaw), 3))
+        pyr[:, 1] = yaw
+        seqs.append(_coeffs(pyr, jaw=np.radians(offset - 0.3 * np.abs(yaw))).data.numpy())
+    still = _coeffs(np.zeros((30, 3)), jaw=np.radians(np.linspace(0, 20, 30))).data.numpy()
+    out = jaw_yaw_coupling([*seqs, still])
+    assert out["sequences"] == 2 and out["frames"] == 100
+    assert out["corr"] == pytest.approx(-1.0, abs=1e-9)
+    assert out["slope_deg_per_deg"] == pytest.approx(-0.3, abs=1e-6)
+    with pytest.raises(ValueError, match="yaw std"):
+        jaw_yaw_coupling([still])

@@ -20,6 +20,7 @@ __all__ = [
     "pose_following",
     "jaw_following",
     "expression_following",
+    "jaw_yaw_coupling",
 ]
 
 AXES = ("pitch", "yaw", "roll")
@@ -143,3 +144,41 @@ def expression_following(requested: HeadCoeffs, tracked: HeadCoeffs, top_k: int 
     cors = [pearson(er[:, i], et[:, i]) for i in order]
     cors = [c for c in cors if np.isfinite(c)]
     return {"expression_corr": float(np.mean(cors)) if cors else float("nan"), "expression_coeffs": order}
+
+
+def jaw_yaw_coupling(sequences, min_yaw_std_deg: float = 4.0) -> dict:
+    """How much the tracked jaw opening moves with the head's yaw, pooled over sequences.
+
+    A check of the tracker (or of data), not of a generator: in real talking-head footage the jaw
+    opening should not depend on how far the head is turned, so a clear negative coupling means the
+    tracker reads a turned mouth as more closed, and any "jaw r" measured while the head turns
+    (e.g. the ``turn_left`` control run) inherits that bias. Each sequence is centred on its own
+    means (person and speech style drop out); sequences whose yaw barely moves are skipped.
+
+    Args:
+        sequences: iterable of ``(T_i, 120)`` FLAME coefficient arrays (tracked), radians.
+        min_yaw_std_deg: skip sequences whose yaw standard deviation is below this (degrees).
+
+    Returns:
+        ``{"corr", "slope_deg_per_deg", "frames", "sequences", "per_frame"}``: Pearson r and
+        least-squares slope of the centred jaw opening (degrees) against the centred ``|yaw|``
+        (degrees, Euler yaw as in :func:`pose_following`); ``per_frame`` = ``{"abs_yaw", "jaw"}``,
+        the pooled centred ``(N,)`` values in degrees, for plots.
+
+    Raises:
+        ValueError: no sequence has enough yaw motion.
+    """
+    jaws, yaws = [], []
+    for coeffs in sequences:
+        coeffs = np.asarray(coeffs, np.float64)
+        yaw = np.abs(axis_angle_to_degrees(torch.from_numpy(coeffs[:, 0:3])).numpy()[:, 1])
+        if yaw.std() < min_yaw_std_deg:
+            continue
+        jaw = np.degrees(jaw_opening(coeffs))
+        jaws.append(jaw - jaw.mean())
+        yaws.append(yaw - yaw.mean())
+    if not jaws:
+        raise ValueError(f"jaw_yaw_coupling: no sequence with yaw std >= {min_yaw_std_deg} deg")
+    jaw, yaw = np.concatenate(jaws), np.concatenate(yaws)
+    return {"corr": pearson(yaw, jaw), "slope_deg_per_deg": float(np.dot(yaw, jaw) / max(np.dot(yaw, yaw), 1e-12)),
+            "frames": int(jaw.size), "sequences": len(jaws), "per_frame": {"abs_yaw": yaw, "jaw": jaw}}
