@@ -217,8 +217,15 @@ def test_bad_files_one_line_naming_the_file(tmp_path, work, shared_data, case):
 
 
 # ----------------------------------------------------------------------------- signals
+def _default_sigint() -> None:
+    # A shell's background job (`make test &`, nohup) starts with SIGINT ignored, and a child inherits
+    # that, so Python would never see Ctrl-C; the test is about a normal terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(cmd, cwd: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    return subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0, what: str = "") -> None:
