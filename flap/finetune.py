@@ -44,7 +44,7 @@ from flap.cli_support import (  # imported before Hydra makes its run folder (se
     single_lightning_log,
 )
 
-__all__ = ["finetune", "plan_stages", "holdout_boundary", "newest_checkpoint", "main"]
+__all__ = ["finetune", "plan_stages", "holdout_boundary", "newest_checkpoint", "fit_resuming", "main"]
 
 log = logging.getLogger(__name__)
 
