@@ -86,7 +86,8 @@ def run(cfg: DictConfig | dict) -> dict:
     """Run the configured protocols and write the reports; returns the metrics dict.
 
     Raises:
-        FileNotFoundError / ValueError: missing checkpoint, clips, portraits or speech (names the key).
+        FileNotFoundError / ValueError: missing checkpoint, clips, portraits or speech, or an unknown
+            ``reenactment_crop`` (names the key).
     """
     import torch
     from tqdm import tqdm
@@ -94,7 +95,7 @@ def run(cfg: DictConfig | dict) -> dict:
     from flap.audio.io import load_audio
     from flap.control import bundled_pose_scripts
     from flap.eval.control_bench import control_run
-    from flap.eval.reenactment import reenact_clip
+    from flap.eval.reenactment import CROPS, reenact_clip
     from flap.generate import resolve_path
     from flap.io.runtime import resolve_device
     from flap.io.video import iter_video
@@ -107,6 +108,9 @@ def run(cfg: DictConfig | dict) -> dict:
     out = run_output_dir(cfg, "outputs/benchmark")
     protocols = list(opts.get("protocols") or ["reenactment", "control"])
     ctl = opts["control"]
+    crop = str(opts.get("reenactment_crop", "tracked"))
+    if crop not in CROPS:
+        raise ValueError(f"benchmark: reenactment_crop must be one of {', '.join(CROPS)}; got {crop!r}")
     clips = list_inputs(opts["clips"], VIDEO_SUFFIXES, int(opts["max_clips"]), "clips") \
         if "reenactment" in protocols else []
     portraits = list_inputs(opts["portraits"], IMAGE_SUFFIXES, int(opts["max_portraits"]), "portraits") \
@@ -144,7 +148,7 @@ def run(cfg: DictConfig | dict) -> dict:
                     fps = stream.info.fps
                     frames = np.stack(list(stream))
                 res, crops = reenact_clip(frames, fps, pipe, tracker, sampling, int(opts["identity_frames"]),
-                                          name=job.stem)
+                                          name=job.stem, crop=crop)
                 res["seconds"], res["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
                 reen.append(res)
                 save_strip(out / f"reenactment_{job.stem}.png",

@@ -76,3 +76,8 @@ def test_time_budget_and_bad_input(shared_data, tiny_ckpt, tmp_path):
     assert proc.returncode == 1
     assert "clips=" in proc.stderr and "nope" in proc.stderr
     assert not (tmp_path / "bad" / "metrics.json").exists()
+
+    proc = _run([*_common(shared_data, tiny_ckpt, tmp_path / "bad2"), "reenactment_crop=centre"], tmp_path)
+    assert proc.returncode == 1
+    assert "reenactment_crop" in proc.stderr and "centre" in proc.stderr
+    assert not (tmp_path / "bad2" / "metrics.json").exists()
