@@ -1,7 +1,7 @@
 """Landmark fitting of FLAME to a video: one shape β per clip, per-frame pose, jaw, expression, camera.
 
 Model (per frame ``t``): FLAME landmarks ``L(β, ψ_t, θ_t, jaw_t, eyes_t, eyelids_t)`` (``(68, 3)``,
-metres; 0-16 the yaw-dependent contour, 17-67 the 51 static points), projected with the
+metres; 0-16 the contour, 17-67 the 51 static points), projected with the
 weak-perspective camera of :mod:`flap.tracking.camera` (``[s, tx, ty]``).
 
 Energy (summed over the frames of a chunk, residuals in percent of the face size in pixels so the
@@ -62,6 +62,9 @@ class FitConfig:
         shape_rounds: alternations (per-frame Levenberg-Marquardt, closed-form β and ψ) of the β stage.
         shape_iters: Levenberg-Marquardt iterations per round of the β stage.
         w_contour: weight of the 17 contour points relative to the 51 static ones.
+        contour: ``"static"`` (fixed surface points, how MediaPipe FaceMesh's contour behaves, the
+            landmarks this tracker uses) or ``"dynamic"`` (FLAME's silhouette-sliding contour,
+            for dlib/FAN-style 2D landmarks); see :class:`FlameLandmarks`.
         w_shape, w_exp: ridge priors on β and ψ (per frame), in units of their std.
         w_jaw: prior on the jaw's non-opening axes (y, z) and on negative opening.
         w_smooth: temporal smoothness of pose (rotation rad, log-scale, translation in face sizes, jaw).
@@ -79,6 +82,7 @@ class FitConfig:
     shape_rounds: int = 8
     shape_iters: int = 5
     w_contour: float = 0.3
+    contour: str = "static"
     w_shape: float = 1e-2
     w_exp: float = 0.1
     w_jaw: float = 1e-1
@@ -387,15 +391,18 @@ def fit_landmarks(
         cfg: :class:`FitConfig`.
         eyes_aa: optional ``(T, 2, 3)`` eyeball axis-angle (left, right), held fixed.
         eyelids: optional ``(T, 2)`` eyelid weights, held fixed (ignored when the model has none).
-        flame: a prebuilt :class:`FlameLandmarks` of ``model`` (saves a few ms per call).
+        flame: a prebuilt :class:`FlameLandmarks` of ``model`` (saves a few ms per call); its
+            ``contour`` must be ``cfg.contour``.
 
     Returns:
         :class:`FitResult`.
 
     Raises:
-        ValueError: wrong shapes or no valid frame.
+        ValueError: wrong shapes, no valid frame, or ``flame.contour`` differs from ``cfg.contour``.
     """
     cfg = cfg or FitConfig()
+    if flame is not None and flame.contour != cfg.contour:
+        raise ValueError(f"fit_landmarks: flame has contour={flame.contour!r} but cfg.contour={cfg.contour!r}")
     with _torch_threads(cfg.threads), torch.no_grad():
         return _fit(model, lmk68, valid, cfg, eyes_aa, eyelids, flame)
 
@@ -407,7 +414,7 @@ def _fit(model, lmk68, valid, cfg, eyes_aa, eyelids, flame) -> FitResult:
         raise ValueError(f"fit_landmarks: expected landmarks (T, 68, 2), got {lmk68.shape}")
     if not valid.any():
         raise ValueError("fit_landmarks: no frame with landmarks to fit")
-    flame = (flame or FlameLandmarks(model)).double()
+    flame = (flame or FlameLandmarks(model, contour=cfg.contour)).double()
     n_shape = min(cfg.n_shape, flame.n_shape)
     n_exp = min(cfg.n_exp, flame.n_exp)
     T = len(valid)

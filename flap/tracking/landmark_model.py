@@ -17,7 +17,10 @@ from smplx.lbs import batch_rodrigues, lbs, vertices2landmarks
 
 from flap.flame.model import FlameBlendMixin
 
-__all__ = ["FlameLandmarks"]
+__all__ = ["CONTOURS", "FlameLandmarks"]
+
+#: Contour semantics of :class:`FlameLandmarks`.
+CONTOURS = ("dynamic", "static")
 
 
 class FlameLandmarks(FlameBlendMixin, torch.nn.Module):
@@ -25,10 +28,25 @@ class FlameLandmarks(FlameBlendMixin, torch.nn.Module):
 
     Args:
         model: the FLAME model (proxy or real); its buffers are copied (subset) at construction.
+        contour: meaning of the 17 contour points (iBUG 0–16), one of :data:`CONTOURS`:
+
+            * ``"dynamic"`` (FLAME's own, RingNet's 79 yaw bins): the contour slides to the
+              visible silhouette as the head turns, as 2D detectors (dlib, FAN) mark it;
+            * ``"static"``: the frontal bin for every yaw, fixed points on the face surface, as
+              MediaPipe FaceMesh reports them (its contour points are mesh vertices, and
+              :data:`flap.tracking.landmarks.MP_TO_IBUG68` keeps them). Fitting MediaPipe's points
+              with the sliding contour reads a turned mouth as closed (tracked jaw −0.30 to
+              −0.40° per degree of |yaw| on real clips; static: −0.06 to −0.17, docs/DESIGN.md).
+
+    Raises:
+        ValueError: unknown ``contour``.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, contour: str = "dynamic"):
         super().__init__()
+        if contour not in CONTOURS:
+            raise ValueError(f"FlameLandmarks: contour must be one of {CONTOURS}, got {contour!r}")
+        self.contour = contour
         self.n_shape, self.n_exp, self.has_eyelids = model.n_shape, model.n_exp, model.has_eyelids
         faces = model.faces
         used_faces = torch.cat(
@@ -60,6 +78,9 @@ class FlameLandmarks(FlameBlendMixin, torch.nn.Module):
             "neck_kin_chain",
         ):
             self.register_buffer(name, getattr(model, name).clone())
+        if contour == "static":  # bin 0 is yaw 0 in smplx's find_dynamic_lmk_idx_and_bcoords
+            self.dynamic_lmk_faces[:] = self.dynamic_lmk_faces[0].clone()
+            self.dynamic_lmk_bary[:] = self.dynamic_lmk_bary[0].clone()
         self.num_subset = len(verts)
 
     def _pose(self, batch, global_rot, jaw, eyes):

@@ -251,7 +251,7 @@ class FlameTracker:
     ):
         self.fit = fit if isinstance(fit, FitConfig) else FitConfig(**(fit or {}))
         self.model = _load_model(model, max(self.fit.n_shape, 1), max(self.fit.n_exp, 1))
-        self.flame = FlameLandmarks(self.model).double()
+        self.flame = FlameLandmarks(self.model, contour=self.fit.contour).double()
         self.detection = dict(
             min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence
         )
