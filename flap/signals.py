@@ -14,6 +14,7 @@ __all__ = [
     "best_lag_correlation",
     "resample_to_length",
     "speech_envelope",
+    "inner_lip_gap",
     "mouth_opening",
     "interocular_distance",
     "landmark_jitter",
@@ -102,6 +103,35 @@ def interocular_distance(landmarks) -> np.ndarray:
     return np.linalg.norm(lm[:, _OUTER_EYE_CORNERS[0], :2] - lm[:, _OUTER_EYE_CORNERS[1], :2], axis=-1)
 
 
+def inner_lip_gap(landmarks, scale=None) -> np.ndarray:
+    """Mouth opening read from 2D landmarks alone: mean distance of the three inner-lip pairs, ``(T,)``.
+
+    A check that needs no FLAME fit: the tracker splits a mouth opening between the jaw rotation and
+    ψ, and that split can drift (docs/DESIGN.md, the contour note), while the gap between the inner
+    lips is what a viewer sees. Divided by the weak-perspective ``scale`` (px per metre,
+    ``TrackingResult.camera[:, 0]``) it is in metres and does not change with the face's size in
+    the frame or with head yaw (unlike :func:`mouth_opening`, whose inter-ocular distance shrinks
+    as the head turns).
+
+    Args:
+        landmarks: ``(T, 68, 2|3)`` iBUG-68 pixels (NaN rows where no face was found).
+        scale: optional ``(T,)`` px per metre; ``None`` returns pixels.
+
+    Raises:
+        ValueError: wrong landmark shape, or ``scale`` of another length.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 3 or lm.shape[1] != 68:
+        raise ValueError(f"inner_lip_gap: expected (T, 68, 2) iBUG-68 landmarks, got {lm.shape}")
+    gap = np.linalg.norm(lm[:, _INNER_LIP_TOP, :2] - lm[:, _INNER_LIP_BOTTOM, :2], axis=-1).mean(1)
+    if scale is None:
+        return gap
+    scale = np.asarray(scale, np.float64).ravel()
+    if len(scale) != len(lm):
+        raise ValueError(f"inner_lip_gap: {len(lm)} frames of landmarks but {len(scale)} scales")
+    return gap / scale
+
+
 def mouth_opening(landmarks) -> np.ndarray:
     """Inner-lip gap divided by the inter-ocular distance, per frame ``(T,)`` (unitless).
 
@@ -111,8 +141,7 @@ def mouth_opening(landmarks) -> np.ndarray:
     lm = np.asarray(landmarks, np.float64)
     if lm.ndim != 3 or lm.shape[1] != 68:
         raise ValueError(f"mouth_opening: expected (T, 68, 2) iBUG-68 landmarks, got {lm.shape}")
-    gap = np.linalg.norm(lm[:, _INNER_LIP_TOP, :2] - lm[:, _INNER_LIP_BOTTOM, :2], axis=-1).mean(1)
-    return gap / np.maximum(interocular_distance(lm), 1e-9)
+    return inner_lip_gap(lm) / np.maximum(interocular_distance(lm), 1e-9)
 
 
 def landmark_jitter(landmarks, valid=None) -> dict[str, float]:

@@ -9,11 +9,13 @@ from flap.eval.pose import (
     expression_following,
     jaw_following,
     jaw_yaw_coupling,
+    lip_following,
     pose_following,
 )
 from flap.flame.coeffs import HeadCoeffs
 from flap.signals import (
     best_lag_correlation,
+    inner_lip_gap,
     landmark_jitter,
     mouth_opening,
     pearson,
@@ -169,3 +171,32 @@ def test_jaw_yaw_coupling_recovers_a_known_slope_per_sequence():
     assert out["slope_deg_per_deg"] == pytest.approx(-0.3, abs=1e-6)
     with pytest.raises(ValueError, match="yaw std"):
         jaw_yaw_coupling([still])
+
+
+def test_inner_lip_gap_hand_computed_and_lip_following():
+    lmk = np.zeros((4, 68, 2))
+    gaps_px = np.array([0.0, 10.0, 20.0, 5.0])
+    for (up, low), extra in zip(((61, 67), (62, 66), (63, 65)), (0.0, 3.0, -3.0)):
+        lmk[:, up] = [50.0, 100.0]
+        lmk[:, low, 0] = 50.0
+        lmk[:, low, 1] = 100.0 + gaps_px + extra * (gaps_px > 0)  # the pairs' mean distance is the gap
+    scale = np.array([1000.0, 1000.0, 2000.0, 500.0])  # px per metre
+    gap = inner_lip_gap(lmk, scale)
+    np.testing.assert_allclose(gap, [0.0, 0.010, 0.010, 0.010])
+    # the requested jaw opens exactly as the seen gap (metres -> radians by any positive factor): r = 1
+    gap = np.array([0.0, 0.004, 0.008, 0.002, 0.006])
+    data = np.zeros((5, 120))
+    data[:, 15] = gap * 20.0  # jaw x-rotation in radians
+    req = HeadCoeffs(torch.tensor(data), fps=25)
+    assert lip_following(req, gap)["lip_corr"] == pytest.approx(1.0)
+    assert lip_following(req, -gap)["lip_corr"] == pytest.approx(-1.0)
+    # frames without landmarks are left out; with fewer than 3 valid frames r is undefined
+    noisy = gap.copy()
+    noisy[1] = 1.0
+    assert lip_following(req, noisy, valid=[True, False, True, True, True])["lip_corr"] == pytest.approx(1.0)
+    assert np.isnan(lip_following(req, gap, valid=[True, True, False, False, False])["lip_corr"])
+    with pytest.raises(ValueError, match="inner_lip_gap"):
+        inner_lip_gap(lmk[:, :60], scale)
+    with pytest.raises(ValueError, match="scales"):
+        inner_lip_gap(lmk, scale[:3])
+    np.testing.assert_allclose(inner_lip_gap(lmk), gaps_px)  # pixels without a scale

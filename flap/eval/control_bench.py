@@ -16,12 +16,13 @@ import torch
 
 from flap.eval.blinks import blink_count_error, count_blinks
 from flap.eval.dlib_face import identity_distance, reference_descriptor
-from flap.eval.pose import jaw_following, pose_following
+from flap.eval.pose import jaw_following, lip_following, pose_following
 from flap.eval.reenactment import track_frames
+from flap.signals import inner_lip_gap
 
 __all__ = ["control_run"]
 
-_POSE_KEYS = ("pose_error_deg", "mae_deg", "corr_pitch", "corr_yaw", "corr_roll", "jaw_corr")
+_POSE_KEYS = ("pose_error_deg", "mae_deg", "corr_pitch", "corr_yaw", "corr_roll", "jaw_corr", "lip_corr")
 
 
 def control_run(
@@ -49,7 +50,8 @@ def control_run(
     Returns:
         ``(metrics, frames uint8 (T, S, S, 3))``; metrics hold ``pose_error_deg``, ``mae_deg``,
         ``corr_<axis>`` (``nan`` for an axis the script keeps still), ``jaw_corr`` (tracked against
-        requested jaw opening; ``nan`` when the requested jaw does not move), ``blinks_requested``,
+        requested jaw opening; ``nan`` when the requested jaw does not move), ``lip_corr`` (the seen
+        inner-lip gap against the requested jaw opening, :func:`flap.eval.pose.lip_following`), ``blinks_requested``,
         ``blinks_detected``, ``blink_count_error``, ``identity_distance``,
         ``face_detected_ratio`` and ``face_detected_ratio_dlib``.
         The third item is ``{"requested": (T, 3), "tracked": (T, 3)}``: pitch / yaw / roll in degrees
@@ -72,8 +74,10 @@ def control_run(
                    blink_count_error=None, blink_count_abs_error=None)
     else:
         pose_res = pose_following(final, res.coeffs, track.valid)
-        out.update({k: pose_res[k] for k in _POSE_KEYS if k != "jaw_corr"})
+        out.update({k: pose_res[k] for k in _POSE_KEYS if k not in ("jaw_corr", "lip_corr")})
         out["jaw_corr"] = jaw_following(final, res.coeffs, track.valid)["jaw_corr"]
+        gap = inner_lip_gap(track.lmk68, res.camera[:, 0].numpy())
+        out["lip_corr"] = lip_following(final, gap, track.valid)["lip_corr"]
         trk = pose_res["per_frame"]["tracked"]
         if len(trk) == len(frames):
             per_frame["tracked"] = np.where(pose_res["per_frame"]["valid"][:, None], trk, np.nan)

@@ -19,6 +19,7 @@ __all__ = [
     "align_sequences",
     "pose_following",
     "jaw_following",
+    "lip_following",
     "expression_following",
     "jaw_yaw_coupling",
 ]
@@ -129,6 +130,29 @@ def jaw_following(requested: HeadCoeffs, tracked: HeadCoeffs, valid=None) -> dic
         "jaw_mae_deg": float(np.degrees(np.abs(jr - jt)[keep]).mean()),
         "per_frame": {"requested": jr, "tracked": jt},
     }
+
+
+def lip_following(requested: HeadCoeffs, lip_gap, valid=None) -> dict:
+    """Correlation of the requested jaw opening with the seen inner-lip gap (:func:`flap.signals.inner_lip_gap`).
+
+    The model-free companion of :func:`jaw_following`: both should agree when the tracker reads the
+    mouth faithfully; a high ``jaw r`` with a ``lip r`` near 0 is a tracker artefact.
+
+    Args:
+        requested: ``(T, 120)`` coefficients the frames were generated from.
+        lip_gap: ``(T_frames,)`` metres; frames beyond the shorter sequence are ignored.
+        valid: ``(T_frames,)`` bool, frames with landmarks.
+
+    Returns:
+        ``{"lip_corr"}`` (``nan`` when the requested jaw does not move or fewer than 3 frames are valid).
+    """
+    jaw = jaw_opening(requested.numpy().astype(np.float64))
+    gap = np.asarray(lip_gap, np.float64).ravel()
+    n = min(len(jaw), len(gap))
+    keep = np.isfinite(gap[:n]) & (np.ones(n, bool) if valid is None else np.asarray(valid, bool).ravel()[:n])
+    if keep.sum() < 3:
+        return {"lip_corr": float("nan")}
+    return {"lip_corr": pearson(jaw[:n][keep], gap[:n][keep])}
 
 
 def expression_following(requested: HeadCoeffs, tracked: HeadCoeffs, top_k: int = 10, valid=None) -> dict:

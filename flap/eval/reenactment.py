@@ -25,7 +25,9 @@ Three kinds of frames are scored the same way:
 
 Metrics (:mod:`flap.eval.frame_metrics`, :mod:`flap.eval.dlib_face`): PSNR, SSIM, LMD against the
 real crops; APD, AED and jaw correlation of the frames' tracked coefficients against the condition;
-``identity_distance`` to the first frame; face rates of MediaPipe and dlib.
+``lip_corr``, the seen inner-lip gap against the condition's jaw opening (no FLAME fit involved,
+:func:`flap.eval.pose.lip_following`); ``identity_distance`` to the first frame; face rates of
+MediaPipe and dlib.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ import torch
 
 from flap.eval.dlib_face import identity_distance
 from flap.eval.frame_metrics import aed, apd, lmd, psnr_ssim
-from flap.eval.pose import jaw_following
+from flap.eval.pose import jaw_following, lip_following
 from flap.flame.coeffs import HeadCoeffs
+from flap.signals import inner_lip_gap
 
 __all__ = ["CROPS", "track_frames", "score_frames", "vae_roundtrip", "real_crops", "reenact_clip"]
 
@@ -71,20 +74,23 @@ def score_frames(
         reference_descriptor: dlib descriptor ``(128,)`` of the reference (the first real crop).
 
     Returns:
-        ``{"psnr", "ssim", "lmd", "apd_deg", "aed", "jaw_corr", "identity_distance",
+        ``{"psnr", "ssim", "lmd", "apd_deg", "aed", "jaw_corr", "lip_corr", "identity_distance",
         "face_detected_ratio", "face_detected_ratio_dlib", "frames"}`` (``nan`` where undefined).
     """
     out: dict = psnr_ssim(frames, real)
     res, track = track_frames(frames, condition.fps, tracker)
     out["face_detected_ratio"] = float(track.valid.mean())
     if res is None:
-        out.update(lmd=float("nan"), apd_deg=float("nan"), aed=float("nan"), jaw_corr=float("nan"))
+        out.update(lmd=float("nan"), apd_deg=float("nan"), aed=float("nan"), jaw_corr=float("nan"),
+                   lip_corr=float("nan"))
     else:
         valid = track.valid[: len(condition)]
         out["lmd"] = lmd(track.lmk68, real_lmk68, track.valid)
         out["apd_deg"] = apd(res.coeffs, condition, valid)
         out["aed"] = aed(res.coeffs, condition, valid)
         out["jaw_corr"] = jaw_following(condition, res.coeffs, track.valid)["jaw_corr"]
+        gap = inner_lip_gap(track.lmk68, res.camera[:, 0].numpy())
+        out["lip_corr"] = lip_following(condition, gap, track.valid)["lip_corr"]
     ident = identity_distance(frames, reference_descriptor, max_frames=identity_frames)
     out["identity_distance"] = ident["identity_distance"]
     out["face_detected_ratio_dlib"] = ident["face_detected_ratio_dlib"]
