@@ -199,7 +199,8 @@ def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path,
                         stride=2, batch_size=int(spec["batch_size"]), seed=int(cfg.seed),
                         augment=None if video_mode else spec.get("augment"), holdout_tail=float(cfg.holdout))
     model = FLAPLitModule(stage=k, init_from=str(init_from), vae=str(vae), lr=float(spec["lr"]),
-                          warmup_steps=int(cfg.warmup_steps), seed=int(cfg.seed))
+                          warmup_steps=int(cfg.warmup_steps), mouth_weight=float(spec.get("mouth_weight", 0.0)),
+                          seed=int(cfg.seed))
     progress = StageProgress(f"stage {k}/3 {STAGE_NAMES[k]}", int(spec["max_steps"]), seconds,
                              enabled=bool(cfg.progress))
     every = cfg.get("snapshot_minutes")

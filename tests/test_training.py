@@ -332,3 +332,40 @@ def test_gradient_checkpointing_same_gradients(prepared):
         results.append((loss.detach(), grads))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=1e-5)
+
+
+def test_mouth_weight_map_hand_computed():
+    from flap.training.loss_weights import mouth_weight_map
+
+    torch.testing.assert_close(mouth_weight_map(4, 4, 0.0), torch.ones(4, 4))
+    w = mouth_weight_map(2, 2, 3.0, centre=(0.25, 0.75), sigma=(0.5, 0.5))
+    # cell centres at 0.25 / 0.75: the cell (row 1, col 0) is the centre; a neighbour is 0.5 = 1 σ away
+    g1 = float(np.exp(-0.5))
+    torch.testing.assert_close(w, torch.tensor([[1 + 3 * g1, 1 + 3 * g1 * g1], [4.0, 1 + 3 * g1]]))
+    w = mouth_weight_map(16, 16, 4.0)
+    assert divmod(int(w.argmax()), 16) == (10, 7) or divmod(int(w.argmax()), 16) == (10, 8)  # y 0.68, x 0.5
+    assert torch.equal(w, w.flip(1))  # left-right symmetric: the flip augmentation keeps it exact
+    with pytest.raises(ValueError, match="weight"):
+        mouth_weight_map(4, 4, -1.0)
+
+
+def test_mouth_weight_changes_only_the_expression_stages(prepared):
+    """Same batch and step randomness: the stage-1 loss ignores mouth_weight, the stage-2 loss uses it."""
+    from flap.training import FLAPLitModule
+
+    dm = FLAPDataModule(prepared, batch_size=2, seed=1)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    losses = {}
+    for stage in (1, 2):
+        for w in (0.0, 5.0):
+            torch.manual_seed(0)
+            m = make_module(stage, mouth_weight=w, head_motion_dropout=0.0, expression_dropout=0.0)
+            with torch.no_grad():  # open the zero-initialised condition layers so predictions differ per pixel
+                for p in m.denoising_net.parameters():
+                    p.add_(0.01 * torch.randn_like(p))
+                losses[stage, w] = float(m.loss(batch))
+    assert losses[1, 0.0] == losses[1, 5.0]
+    assert losses[2, 0.0] != pytest.approx(losses[2, 5.0], rel=1e-4)
+    with pytest.raises(ValueError, match="mouth_weight"):
+        FLAPLitModule(2, unets=tiny_unets(), vae=tiny_vae(), mouth_weight=-1.0)

@@ -34,6 +34,7 @@ from flap.flame.coeffs import C_EXP_SLICE, C_MOTION_SLICE
 from flap.io.atomic import atomic_folder
 from flap.models import STAGE_TRAINABLE_GROUPS, DenoisingNet, FLAPUNets, ReferenceNet, set_trainable_groups
 from flap.models.scheduling import ddpm_scheduler
+from flap.training.loss_weights import mouth_weight_map
 
 __all__ = ["FLAPLitModule", "load_stage_output", "unreachable_reference_parameters", "FIXED_CONDITION_SCALE",
            "fixed_condition_normalization"]
@@ -137,6 +138,8 @@ class FLAPLitModule(L.LightningModule):
             stage; ``None`` keeps them. 1.0 = the paper's full reference attention (for a model
             trained from scratch, with no pretrained weights to protect).
         spatial_gate_lr_scale: learning-rate multiplier of the gates (no weight decay on them).
+        mouth_weight: extra weight of the mouth region in the ε-MSE of stages 2 and 3 (the stages
+            that feed ``c_exp``), :func:`flap.training.loss_weights.mouth_weight_map`; 0 = plain Eq. 4.
         seed: seed of the per-step random numbers.
 
     Raises:
@@ -152,10 +155,13 @@ class FLAPLitModule(L.LightningModule):
                  num_train_timesteps: int | None = None, beta_schedule: str | None = None,
                  beta_start: float | None = None, beta_end: float | None = None, ema_decay: float | None = None,
                  gradient_checkpointing: bool = False, condition_normalization: str | None = "fixed",
-                 spatial_gate_init: float | None = None, spatial_gate_lr_scale: float = 1.0, seed: int = 0):
+                 spatial_gate_init: float | None = None, spatial_gate_lr_scale: float = 1.0,
+                 mouth_weight: float = 0.0, seed: int = 0):
         super().__init__()
         if stage not in STAGE_TRAINABLE_GROUPS:
             raise ValueError(f"FLAPLitModule: stage must be one of {sorted(STAGE_TRAINABLE_GROUPS)}, got {stage!r}")
+        if mouth_weight < 0:
+            raise ValueError(f"FLAPLitModule: mouth_weight must be >= 0, got {mouth_weight}")
         if condition_normalization not in ("fixed", "data", None):
             raise ValueError("FLAPLitModule: condition_normalization must be 'fixed', 'data' or null, "
                              f"got {condition_normalization!r}")
@@ -279,6 +285,9 @@ class FLAPLitModule(L.LightningModule):
         pred = self.denoising_net(noisy.to(self.denoising_net.dtype), t, reference=ref,
                                   c_motion=coeffs[..., C_MOTION_SLICE], c_exp=c_exp,
                                   head_motion_null_mask=drop_m, expression_null_mask=drop_e).sample
+        if self.hparams.get("mouth_weight", 0.0) and self.stage >= 2:
+            w = mouth_weight_map(*noise.shape[-2:], float(self.hparams.mouth_weight), device=dev)
+            return ((pred.float() - noise.float()) ** 2 * w).mean() / w.mean()
         return F.mse_loss(pred.float(), noise.float())
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
