@@ -337,3 +337,8 @@ def test_flame_landmarks_static_contour_and_bad_config(flame):
     obs, _, _, _ = _synthetic_clip(flame, t=4)
     with pytest.raises(ValueError, match="cfg.contour"):
         fit_landmarks(flame, obs, np.ones(4, bool), FitConfig(contour="dynamic"), flame=fl)
+
+
+def test_fit_config_names_a_bad_contour():
+    with pytest.raises(ValueError, match="FitConfig.contour"):
+        FitConfig(contour="sliding")

@@ -150,9 +150,7 @@ def lip_following(requested: HeadCoeffs, lip_gap, valid=None) -> dict:
     gap = np.asarray(lip_gap, np.float64).ravel()
     n = min(len(jaw), len(gap))
     keep = np.isfinite(gap[:n]) & (np.ones(n, bool) if valid is None else np.asarray(valid, bool).ravel()[:n])
-    if keep.sum() < 3:
-        return {"lip_corr": float("nan")}
-    return {"lip_corr": pearson(jaw[:n][keep], gap[:n][keep])}
+    return {"lip_corr": pearson(jaw[:n][keep], gap[:n][keep])}  # nan below 3 frames or without motion
 
 
 def expression_following(requested: HeadCoeffs, tracked: HeadCoeffs, top_k: int = 10, valid=None) -> dict:

@@ -41,7 +41,7 @@ import torch
 from flap.flame.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d
 from flap.signals import interpolate_missing
 from flap.tracking.camera import affine_camera_init, project
-from flap.tracking.landmark_model import FlameLandmarks
+from flap.tracking.landmark_model import CONTOURS, FlameLandmarks
 
 __all__ = ["FitConfig", "FitResult", "fit_landmarks"]
 
@@ -72,6 +72,9 @@ class FitConfig:
         threads: torch CPU threads during the fit (restored afterwards); the fit is a batch of small
             problems that runs fastest on one thread. ``None`` keeps the current setting.
         point_weights: optional ``(68,)`` per-landmark weights overriding the defaults.
+
+    Raises:
+        ValueError: unknown ``contour``.
     """
 
     n_shape: int = 100
@@ -90,6 +93,10 @@ class FitConfig:
     w_smooth_exp: float = 0.1
     threads: int | None = 1
     point_weights: list | None = field(default=None)
+
+    def __post_init__(self):
+        if self.contour not in CONTOURS:
+            raise ValueError(f"FitConfig.contour must be one of {CONTOURS}, got {self.contour!r}")
 
 
 @dataclass

@@ -285,7 +285,7 @@ class FLAPLitModule(L.LightningModule):
         pred = self.denoising_net(noisy.to(self.denoising_net.dtype), t, reference=ref,
                                   c_motion=coeffs[..., C_MOTION_SLICE], c_exp=c_exp,
                                   head_motion_null_mask=drop_m, expression_null_mask=drop_e).sample
-        if self.hparams.get("mouth_weight", 0.0) and self.stage >= 2:
+        if self.hparams.mouth_weight and self.stage >= 2:
             w = mouth_weight_map(*noise.shape[-2:], float(self.hparams.mouth_weight), device=dev)
             return ((pred.float() - noise.float()) ** 2 * w).mean() / w.mean()
         return F.mse_loss(pred.float(), noise.float())
