@@ -389,3 +389,22 @@ def test_checkpoints_with_the_old_num_motion_tokens_key_still_load(tmp_path):
     loaded = DenoisingNet.from_pretrained(tmp_path, low_cpu_mem_usage=False)
     assert loaded.config.num_head_motion_tokens == 2  # not the default 4 (that would fail to load the weights)
     torch.testing.assert_close(loaded.head_motion_encoder.null_tokens, nets.denoising_net.head_motion_encoder.null_tokens)
+
+
+def test_renormalize_keeps_the_encoder_output():
+    """New statistics, same tokens: the first layer absorbs the change (W·diag(r), b + W·d)."""
+    from flap.models.conditions import ConditionEncoder
+
+    torch.manual_seed(0)
+    enc = ConditionEncoder(5, token_dim=8, num_tokens=2, hidden_dim=16).double()
+    enc.set_normalization(torch.tensor([0.0, 1.0, 0.0, 0.5, 0.0]), torch.tensor([0.2, 1.0, 0.5, 2.0, 1.0]))
+    c = torch.randn(3, 4, 5, dtype=torch.float64)
+    before = enc(c)
+    w_jaw = enc.mlp[0].weight[:, 0].clone()
+    enc.renormalize(torch.tensor([0.1, 1.0, 0.0, 0.0, 0.0]), torch.tensor([0.04, 1.0, 0.5, 1.0, 1.0]))
+    assert enc.std[0] == pytest.approx(0.04) and enc.mean[0] == pytest.approx(0.1) and enc.mean[3] == 0.0
+    # Hand-computed: column 0's weight shrinks by 0.04 / 0.2 = 5x, so its input (5x larger) gives the same.
+    torch.testing.assert_close(enc.mlp[0].weight[:, 0], w_jaw * 0.2)
+    torch.testing.assert_close(enc(c), before, rtol=1e-12, atol=1e-12)  # float64: exact up to rounding
+    with pytest.raises(ValueError, match="5 numbers"):
+        enc.renormalize(torch.zeros(4), torch.ones(4))

@@ -369,3 +369,31 @@ def test_mouth_weight_changes_only_the_expression_stages(prepared):
     assert losses[2, 0.0] != pytest.approx(losses[2, 5.0], rel=1e-4)
     with pytest.raises(ValueError, match="mouth_weight"):
         FLAPLitModule(2, unets=tiny_unets(), vae=tiny_vae(), mouth_weight=-1.0)
+
+
+def test_condition_scale_override_new_and_loaded(tmp_path):
+    """condition_scale sets a new model's jaw scale, re-normalises a loaded one without changing its output."""
+    from flap.training import FLAPLitModule, load_stage_output
+
+    m = make_module(1, condition_scale={"jaw": 0.04})
+    m.setup("fit")  # no trainer: the fixed normalisation of new networks
+    enc = m.denoising_net.expression_encoder
+    torch.testing.assert_close(enc.std[12:15], torch.full((3,), 0.04))
+    torch.testing.assert_close(enc.std[:12], torch.full((12,), 0.25))  # other parts keep their scale
+    out = m.export_pretrained(tmp_path / "stage1")
+    with torch.no_grad():  # make the jaw matter, then check the loaded model computes the same tokens
+        load = load_stage_output(out)
+        c = torch.randn(2, 3, 117) * 0.1
+        c[..., 12] = torch.linspace(0.0, 0.3, 3)
+        before = load.denoising_net.expression_encoder(c)
+    m2 = make_module(2, init_from=str(out), condition_scale={"jaw": 0.01})
+    enc2 = m2.denoising_net.expression_encoder
+    torch.testing.assert_close(enc2.std[12:15], torch.full((3,), 0.01))
+    with torch.no_grad():
+        torch.testing.assert_close(enc2(c), before, rtol=1e-4, atol=1e-5)
+    m3 = make_module(2, init_from=str(out))  # no override: the stored statistics stay
+    torch.testing.assert_close(m3.denoising_net.expression_encoder.std[12:15], torch.full((3,), 0.04))
+    with pytest.raises(ValueError, match="condition_scale.jow"):
+        FLAPLitModule(1, unets=tiny_unets(), vae=tiny_vae(), condition_scale={"jow": 0.04})
+    with pytest.raises(ValueError, match="condition_scale.jaw: expected a positive number"):
+        FLAPLitModule(1, unets=tiny_unets(), vae=tiny_vae(), condition_scale={"jaw": 0.0})

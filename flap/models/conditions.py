@@ -97,6 +97,30 @@ class ConditionEncoder(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(eps))
 
+    @torch.no_grad()
+    def renormalize(self, mean, std, eps: float = 1e-6) -> None:
+        """Change the normalisation statistics without changing what the encoder computes.
+
+        The first linear layer absorbs the change: with ``r = std_new / std_old`` and
+        ``d = (mean_new - mean_old) / std_old``, ``W ← W · diag(r)`` and ``b ← b + W d``, so
+        ``MLP((c - mean_new) / std_new)`` equals the old ``MLP((c - mean_old) / std_old)`` for every
+        ``c`` (up to float rounding). What changes is training: a smaller ``std`` for an input
+        enlarges its normalised spread, so the same optimizer step moves the output more along it
+        (used to make a fine-tuned model respond to a condition whose data barely varies, issue 13).
+
+        Args:
+            mean, std: new statistics, each ``(in_dim,)``; ``std`` is clamped to ``>= eps``.
+
+        Raises:
+            ValueError: wrong sizes or non-finite values (as :meth:`set_normalization`).
+        """
+        old_mean, old_std = self.mean.clone(), self.std.clone()
+        self.set_normalization(mean, std, eps)
+        first = self.mlp[0]
+        shift = ((self.mean - old_mean) / old_std).to(first.weight.dtype)
+        first.bias.add_(first.weight @ shift)
+        first.weight.mul_((self.std / old_std).to(first.weight.dtype)[None, :])
+
     def forward(self, condition: torch.Tensor | None, null_mask: torch.Tensor | None = None,
                 batch: int | None = None, frames: int | None = None) -> torch.Tensor:
         """Encode ``condition`` ``(B, F, in_dim)`` into tokens ``(B, F, num_tokens, token_dim)``.

@@ -49,13 +49,27 @@ FIXED_CONDITION_SCALE: dict[str, float] = {"global_rot": 0.5, "eyes": 0.25, "jaw
                                            "expression": 1.0}
 
 
-def fixed_condition_normalization() -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, scale)``, each float32 ``(120,)``, of :data:`FIXED_CONDITION_SCALE` (HeadCoeffs layout)."""
+def fixed_condition_normalization(overrides: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, scale)``, each float32 ``(120,)``, of :data:`FIXED_CONDITION_SCALE` (HeadCoeffs layout).
+
+    Args:
+        overrides: per-part scales replacing the defaults, e.g. ``{"jaw": 0.04}`` (same units).
+
+    Raises:
+        ValueError: an unknown part or a scale that is not a positive number (names the key).
+    """
     from flap.flame.coeffs import SLICES
     from flap.flame.rotations import identity_rotation_6d
 
+    scales = dict(FIXED_CONDITION_SCALE)
+    for name, value in (overrides or {}).items():
+        if name not in scales:
+            raise ValueError(f"condition_scale.{name}: expected one of {sorted(scales)}, found {name!r}")
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"condition_scale.{name}: expected a positive number, found {value!r}")
+        scales[name] = float(value)
     mean, scale = torch.zeros(120), torch.ones(120)
-    for name, value in FIXED_CONDITION_SCALE.items():
+    for name, value in scales.items():
         scale[SLICES[name]] = value
     mean[SLICES["eyes"]] = identity_rotation_6d(2).flatten()
     return mean, scale
@@ -138,13 +152,19 @@ class FLAPLitModule(L.LightningModule):
             stage; ``None`` keeps them. 1.0 = the paper's full reference attention (for a model
             trained from scratch, with no pretrained weights to protect).
         spatial_gate_lr_scale: learning-rate multiplier of the gates (no weight decay on them).
+        condition_scale: per-part overrides of :data:`FIXED_CONDITION_SCALE` (e.g. ``{"jaw": 0.04}``).
+            New networks are normalised with them (``condition_normalization="fixed"``); networks
+            loaded from ``init_from`` are *re-normalised* to them without changing their output
+            (:meth:`~flap.models.conditions.ConditionEncoder.renormalize`), which speeds up learning
+            along a part that varies little in the data (a person's jaw: std ~0.03 rad vs 0.2).
         mouth_weight: extra weight of the mouth region in the ε-MSE of stages 2 and 3 (the stages
             that feed ``c_exp``), :func:`flap.training.loss_weights.mouth_weight_map`; 0 = plain Eq. 4.
         seed: seed of the per-step random numbers.
 
     Raises:
         ValueError: unknown stage or ``condition_normalization``, neither ``unets`` nor ``init_from``,
-            or (at fit start) a data set that flips frames in a stage that feeds ``c_exp``.
+            a bad ``condition_scale`` entry, or (at fit start) a data set that flips frames in a
+            stage that feeds ``c_exp``.
     """
 
     def __init__(self, stage: int, unets: FLAPUNets | None = None, init_from: str | None = None,
@@ -156,7 +176,7 @@ class FLAPLitModule(L.LightningModule):
                  beta_start: float | None = None, beta_end: float | None = None, ema_decay: float | None = None,
                  gradient_checkpointing: bool = False, condition_normalization: str | None = "fixed",
                  spatial_gate_init: float | None = None, spatial_gate_lr_scale: float = 1.0,
-                 mouth_weight: float = 0.0, seed: int = 0):
+                 condition_scale: dict[str, float] | None = None, mouth_weight: float = 0.0, seed: int = 0):
         super().__init__()
         if stage not in STAGE_TRAINABLE_GROUPS:
             raise ValueError(f"FLAPLitModule: stage must be one of {sorted(STAGE_TRAINABLE_GROUPS)}, got {stage!r}")
@@ -165,6 +185,8 @@ class FLAPLitModule(L.LightningModule):
         if condition_normalization not in ("fixed", "data", None):
             raise ValueError("FLAPLitModule: condition_normalization must be 'fixed', 'data' or null, "
                              f"got {condition_normalization!r}")
+        condition_scale = None if condition_scale is None else {str(k): v for k, v in dict(condition_scale).items()}
+        fixed_condition_normalization(condition_scale)  # a bad key or value fails here, before any loading
         init_from = None if init_from is None else str(init_from)  # plain types in checkpoints
         if init_from is not None:
             unets = load_stage_output(init_from)
@@ -199,6 +221,10 @@ class FLAPLitModule(L.LightningModule):
                         p.fill_(float(spatial_gate_init))
         self.ema = None
         self._need_stats = condition_normalization is not None and init_from is None
+        if condition_scale and init_from is not None:
+            mean, std = fixed_condition_normalization(condition_scale)
+            self.denoising_net.head_motion_encoder.renormalize(mean[C_MOTION_SLICE], std[C_MOTION_SLICE])
+            self.denoising_net.expression_encoder.renormalize(mean[C_EXP_SLICE], std[C_EXP_SLICE])
 
     # ------------------------------------------------------------------ setup
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
@@ -217,7 +243,7 @@ class FLAPLitModule(L.LightningModule):
             return
         mean = None
         if self.hparams.condition_normalization == "fixed":
-            mean, std = fixed_condition_normalization()
+            mean, std = fixed_condition_normalization(self.hparams.condition_scale)
         elif dm is not None:
             dm.setup("fit")
             clips = getattr(dm.train_set, "clips", None)
