@@ -92,7 +92,7 @@ def generate(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     frames = pipe.iter_frames(
         portrait, final, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         window=args.window, overlap=args.overlap, generator=generator, paste=args.paste,
-        progress=args.progress, strength=args.strength,
+        progress=args.progress, strength=args.strength, expression_guidance_scale=args.expression_guidance_scale,
     )
     write_outputs(args.out, args.coeffs_out, frames, final, speech, final.fps, inputs=args.inputs)
     out, coeffs_out = args.out, args.coeffs_out

@@ -40,6 +40,7 @@ class GenerateInputs:
     dtype: str
     num_inference_steps: int
     guidance_scale: float
+    expression_guidance_scale: float | None
     strength: float
     seed: int
     fps: float
@@ -79,6 +80,8 @@ def check_generate_config(cfg, run_dir: str | os.PathLike | None, resolve_path) 
     values = dict(
         num_inference_steps=steps,
         guidance_scale=check_float(get("guidance_scale"), "guidance_scale", 0.0),
+        expression_guidance_scale=check_float(get("expression_guidance_scale"), "expression_guidance_scale",
+                                              0.0, allow_none=True),
         strength=check_float(get("strength", 1.0), "strength", 0.0, 1.0, open_min=True),
         seed=check_int(get("seed"), "seed", 0),
         fps=check_float(get("fps"), "fps", 0.0, 1000.0, open_min=True),

@@ -14,7 +14,11 @@ memory is that of one window whatever the length. Decoding and paste-back are st
 (:meth:`FLAPPipeline.iter_frames`), so a video writer can consume frames as they come.
 
 Classifier-free guidance (Sec. 4.3): the unconditional branch replaces both ``c_motion`` and
-``c_exp`` by the learned null tokens; ``ε = ε_u + s (ε_c − ε_u)``.
+``c_exp`` by the learned null tokens; ``ε = ε_u + s (ε_c − ε_u)``. With a separate expression scale
+``s_e`` the guidance is compositional (as InstructPix2Pix's two-condition CFG, Brooks et al. 2023):
+``ε = ε_u + s (ε_m − ε_u) + s_e (ε_c − ε_m)``, where ``ε_m`` sees ``c_motion`` and the null ``c_exp``
+(training drops the two conditions independently, so that branch is in distribution); ``s_e = s``
+gives the plain formula back.
 """
 
 from __future__ import annotations
@@ -235,6 +239,7 @@ class FLAPPipeline(DiffusionPipeline):
         callback: Callable[[int, int], None] | None = None,
         strength: float = 1.0,
         init_latent: torch.Tensor | None = None,
+        expression_guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """DDIM sampling of the whole video latent ``(1, C, T, h, w)`` over overlapping windows.
 
@@ -252,16 +257,21 @@ class FLAPPipeline(DiffusionPipeline):
                 last ``round(strength * num_inference_steps)`` steps (SDEdit, Meng et al. 2022).
                 1 = pure noise (the paper's setting); under-trained models need less.
             init_latent: ``(1, C, h, w)`` latent for ``strength < 1``.
+            expression_guidance_scale: ``s_e``, the guidance of ``c_exp`` on top of ``c_motion``
+                (module docstring); ``None`` = ``guidance_scale`` (two branches per step, not three).
 
         Returns:
             Denoised latents ``(1, C, T, h, w)`` (scaled, as the UNets see them).
 
         Raises:
             flap.errors.UsageError (a ValueError): ``num_inference_steps < 1`` or a non-finite
-                ``guidance_scale`` (NaN would give a black face).
+                ``guidance_scale`` / ``expression_guidance_scale`` (NaN would give a black face).
         """
         check_int(num_inference_steps, "num_inference_steps", 1)
         check_float(guidance_scale, "guidance_scale")
+        check_float(expression_guidance_scale, "expression_guidance_scale", allow_none=True)
+        scales = (float(guidance_scale), None if expression_guidance_scale in (None, guidance_scale)
+                  else float(expression_guidance_scale))
         net = self.denoising_net
         device = self._execution_device
         t_frames = coeffs.num_frames
@@ -287,7 +297,7 @@ class FLAPPipeline(DiffusionPipeline):
         windows = temporal_windows(t_frames, window, overlap)
         weights = [window_weights(e - s, overlap, i == 0, i == len(windows) - 1).to(device)
                    for i, (s, e) in enumerate(windows)]
-        cfg = guidance_scale != 1.0
+        cfg = guidance_scale != 1.0 or scales[1] is not None
         self.set_progress_bar_config(**{"desc": "FLAP denoising", "unit": "window-step", "dynamic_ncols": True,
                                         **getattr(self, "_progress_bar_config", {}), "disable": not progress})
         bar = self.progress_bar(total=len(windows) * len(timesteps))  # one UNet pass over one window per update
@@ -296,7 +306,7 @@ class FLAPPipeline(DiffusionPipeline):
                 eps_sum = torch.zeros_like(latents, dtype=torch.float64)
                 w_sum = torch.zeros(t_frames, dtype=torch.float64, device=device)
                 for (s, e), wgt in zip(windows, weights):
-                    eps = self._predict_window(latents[:, :, s:e], t, reference, cond[s:e], guidance_scale, cfg)
+                    eps = self._predict_window(latents[:, :, s:e], t, reference, cond[s:e], scales, cfg)
                     eps_sum[:, :, s:e] += eps.double() * wgt.view(1, 1, -1, 1, 1)
                     w_sum[s:e] += wgt
                     bar.update(1)
@@ -308,22 +318,33 @@ class FLAPPipeline(DiffusionPipeline):
             bar.close()
         return latents
 
-    def _predict_window(self, latents, t, reference, cond, guidance_scale, cfg) -> torch.Tensor:
-        """ε for one window ``(1, C, F, h, w)``; CFG runs conditional and null branches as one batch of 2."""
+    def _predict_window(self, latents, t, reference, cond, scales, cfg) -> torch.Tensor:
+        """ε for one window ``(1, C, F, h, w)``; CFG runs its branches as one batch (2, or 3 with ``s_e``).
+
+        ``scales`` is ``(s, s_e)`` with ``s_e = None`` for plain CFG (module docstring).
+        """
         net = self.denoising_net
         x = self.scheduler.scale_model_input(latents, t).to(net.dtype)
         c_motion = cond[None, :, C_MOTION_SLICE]
         c_exp = cond[None, :, C_EXP_SLICE]
         if not cfg:
             return net(x, t, reference=reference, c_motion=c_motion, c_exp=c_exp).sample.float()
-        null = torch.tensor([False, True], device=x.device)
+        s, s_e = scales
+        # branches: both conditions, (c_motion only,) neither
+        motion_null = [False] + ([False] if s_e is not None else []) + [True]
+        exp_null = [False] + ([True] if s_e is not None else []) + [True]
+        n = len(motion_null)
         out = net(
-            x.expand(2, -1, -1, -1, -1), t, reference=reference,
-            c_motion=c_motion.expand(2, -1, -1), c_exp=c_exp.expand(2, -1, -1),
-            head_motion_null_mask=null, expression_null_mask=null,
+            x.expand(n, -1, -1, -1, -1), t, reference=reference,
+            c_motion=c_motion.expand(n, -1, -1), c_exp=c_exp.expand(n, -1, -1),
+            head_motion_null_mask=torch.tensor(motion_null, device=x.device),
+            expression_null_mask=torch.tensor(exp_null, device=x.device),
         ).sample.float()
-        eps_c, eps_u = out[:1], out[1:]
-        return eps_u + guidance_scale * (eps_c - eps_u)
+        eps_c, eps_u = out[:1], out[-1:]
+        if s_e is None:
+            return eps_u + s * (eps_c - eps_u)
+        eps_m = out[1:2]
+        return eps_u + s * (eps_m - eps_u) + s_e * (eps_c - eps_m)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk: int = 16) -> Iterator[np.ndarray]:
@@ -393,17 +414,20 @@ class FLAPPipeline(DiffusionPipeline):
         decode_chunk: int = 16,
         progress: bool = True,
         strength: float = 1.0,
+        expression_guidance_scale: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Generate and yield frames one by one (``uint8 (H, W, 3)``): diffusion, then streamed decode.
 
         With ``paste=True`` every frame is pasted into the original portrait (see :func:`paste_back`).
-        ``strength`` < 1 starts from the noised portrait latent (see :meth:`denoise`).
+        ``strength`` < 1 starts from the noised portrait latent and ``expression_guidance_scale``
+        guides ``c_exp`` separately (see :meth:`denoise`).
         """
         z = self.encode_latent(portrait.crop)
         with torch.no_grad():
             reference = self.reference_net(z.to(self.reference_net.dtype))
         latents = self.denoise(reference, coeffs, num_inference_steps, guidance_scale, window, overlap,
-                               generator, progress, strength=strength, init_latent=z)
+                               generator, progress, strength=strength, init_latent=z,
+                               expression_guidance_scale=expression_guidance_scale)
         for chunk in self.decode(latents, decode_chunk):
             if paste:
                 chunk = paste_back(chunk, portrait)
@@ -426,6 +450,7 @@ class FLAPPipeline(DiffusionPipeline):
         paste: bool = False,
         progress: bool = True,
         strength: float = 1.0,
+        expression_guidance_scale: float | None = None,
     ) -> FLAPPipelineOutput:
         """Generate a talking-head video.
 
@@ -446,6 +471,7 @@ class FLAPPipeline(DiffusionPipeline):
             paste: paste the generated crop back into the original portrait.
             progress: tqdm progress bar with ETA.
             strength: 1 = start from pure noise; < 1 = from the noised portrait latent (SDEdit).
+            expression_guidance_scale: CFG scale of ``c_exp`` alone (``None`` = ``guidance_scale``).
 
         Returns:
             :class:`FLAPPipelineOutput`.
@@ -456,5 +482,6 @@ class FLAPPipeline(DiffusionPipeline):
         portrait, final, speech = self.prepare(image, audio, coeffs, driving_video, controls, fps, num_frames)
         frames = np.stack(list(self.iter_frames(portrait, final, num_inference_steps, guidance_scale, window,
                                                 overlap, generator, paste, progress=progress,
-                                                strength=strength)))
+                                                strength=strength,
+                                                expression_guidance_scale=expression_guidance_scale)))
         return FLAPPipelineOutput(frames=frames, coeffs=final, fps=float(fps), audio=speech)
