@@ -114,6 +114,7 @@ NUMBER_CASES = [
     (f"{K['steps']}=-1", f"{K['steps']}=-1", "integer >= 1"),
     (f"{K['fps']}=0", f"{K['fps']}=0", "> 0"),
     (f"{K['guidance_scale']}=nan", f"{K['guidance_scale']}=nan", "finite number"),
+    ("expression_guidance_scale=-1", "expression_guidance_scale=-1", "finite number >= 0 or null"),
     (f"{K['seed']}=abc", f"{K['seed']}='abc'", "integer"),
 ]
 
