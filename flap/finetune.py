@@ -200,7 +200,7 @@ def _train_stage(k: int, spec: dict, seconds: float, init_from: Path, vae: Path,
                         augment=None if video_mode else spec.get("augment"), holdout_tail=float(cfg.holdout))
     model = FLAPLitModule(stage=k, init_from=str(init_from), vae=str(vae), lr=float(spec["lr"]),
                           warmup_steps=int(cfg.warmup_steps), mouth_weight=float(spec.get("mouth_weight", 0.0)),
-                          condition_scale=_container(spec.get("condition_scale")), seed=int(cfg.seed))
+                          condition_scale=spec.get("condition_scale"), seed=int(cfg.seed))
     progress = StageProgress(f"stage {k}/3 {STAGE_NAMES[k]}", int(spec["max_steps"]), seconds,
                              enabled=bool(cfg.progress))
     every = cfg.get("snapshot_minutes")
@@ -249,11 +249,6 @@ def _train_decoder(spec: dict, seconds: float, base_vae: Path, data_dir: Path, w
                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10)
     fit_resuming(trainer, model, dm, run_dir / "checkpoints")
     return model.export_pretrained(export)
-
-
-def _container(value):
-    """A config node as plain Python (``None`` stays ``None``)."""
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
 
 def _accelerator(device: str) -> str:
@@ -327,9 +322,9 @@ def finetune(cfg: DictConfig) -> dict:
         if seconds <= 0:
             continue
         if name == "decoder":
-            vae = _train_decoder(dict(cfg.stages[name]), seconds, base / "vae", data_dir, work, cfg)
+            vae = _train_decoder(OmegaConf.to_container(cfg.stages[name], resolve=True), seconds, base / "vae", data_dir, work, cfg)
         else:
-            current = _train_stage(int(name[-1]), dict(cfg.stages[name]), seconds, current, base / "vae", data_dir,
+            current = _train_stage(int(name[-1]), OmegaConf.to_container(cfg.stages[name], resolve=True), seconds, current, base / "vae", data_dir,
                                    work, cfg, offset_seconds=offset)
         offset += seconds
 

@@ -186,7 +186,7 @@ class FLAPLitModule(L.LightningModule):
             raise ValueError("FLAPLitModule: condition_normalization must be 'fixed', 'data' or null, "
                              f"got {condition_normalization!r}")
         condition_scale = None if condition_scale is None else {str(k): v for k, v in dict(condition_scale).items()}
-        fixed_condition_normalization(condition_scale)  # a bad key or value fails here, before any loading
+        fixed = fixed_condition_normalization(condition_scale)  # a bad key or value fails here, before any loading
         init_from = None if init_from is None else str(init_from)  # plain types in checkpoints
         if init_from is not None:
             unets = load_stage_output(init_from)
@@ -222,9 +222,7 @@ class FLAPLitModule(L.LightningModule):
         self.ema = None
         self._need_stats = condition_normalization is not None and init_from is None
         if condition_scale and init_from is not None:
-            mean, std = fixed_condition_normalization(condition_scale)
-            self.denoising_net.head_motion_encoder.renormalize(mean[C_MOTION_SLICE], std[C_MOTION_SLICE])
-            self.denoising_net.expression_encoder.renormalize(mean[C_EXP_SLICE], std[C_EXP_SLICE])
+            self._normalize_conditions(*fixed, keep_output=True)
 
     # ------------------------------------------------------------------ setup
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
@@ -251,9 +249,15 @@ class FLAPLitModule(L.LightningModule):
                 allc = torch.cat([torch.from_numpy(c.coeffs[c.frames]) for c in clips]).double()
                 mean, std = allc.mean(0), allc.std(0) if len(allc) > 1 else torch.ones(allc.shape[1])
         if mean is not None:
-            self.denoising_net.head_motion_encoder.set_normalization(mean[C_MOTION_SLICE], std[C_MOTION_SLICE])
-            self.denoising_net.expression_encoder.set_normalization(mean[C_EXP_SLICE], std[C_EXP_SLICE])
+            self._normalize_conditions(mean, std)
         self._need_stats = False
+
+    def _normalize_conditions(self, mean: torch.Tensor, std: torch.Tensor, keep_output: bool = False) -> None:
+        """Give both condition encoders their slices of ``(120,)`` statistics; ``keep_output`` re-normalises
+        (:meth:`~flap.models.conditions.ConditionEncoder.renormalize`) instead of overwriting."""
+        for encoder, part in ((self.denoising_net.head_motion_encoder, C_MOTION_SLICE),
+                              (self.denoising_net.expression_encoder, C_EXP_SLICE)):
+            (encoder.renormalize if keep_output else encoder.set_normalization)(mean[part], std[part])
 
     def on_fit_start(self) -> None:
         """Trained networks in train mode, the VAE in eval mode; create the EMA on the model's device."""
