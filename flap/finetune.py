@@ -146,6 +146,28 @@ def _prepare(video: Path, data_dir: Path, size: int) -> dict:
     return record
 
 
+def _check_stage_options(stages) -> None:
+    """Refuse a bad ``mouth_weight`` / ``condition_scale`` before anything is prepared or trained.
+
+    Raises:
+        flap.errors.UsageError: naming ``stages.<name>.<key>``, what was expected and what was found.
+    """
+    from flap.errors import UsageError
+    from flap.training.lit_module import fixed_condition_normalization
+
+    for name, spec in stages.items():
+        scale = spec.get("condition_scale")
+        if scale is not None and not isinstance(scale, dict):
+            raise UsageError(f"stages.{name}.condition_scale: expected a mapping such as {{jaw: 0.04}}, found {scale!r}")
+        try:
+            fixed_condition_normalization(scale)
+        except ValueError as err:
+            raise UsageError(f"stages.{name}.{err}") from None
+        weight = spec.get("mouth_weight", 0.0)
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise UsageError(f"stages.{name}.mouth_weight: expected a number >= 0, found {weight!r}")
+
+
 def _write_holdout(video: Path, start: int, eval_dir: Path) -> tuple[Path, Path]:
     """Write the held-out frames (25 fps, full size) and their first frame; returns ``(video, png)``."""
     import cv2
@@ -278,7 +300,8 @@ def finetune(cfg: DictConfig) -> dict:
         flap.errors.InputNotFoundError: missing ``video`` or ``base``.
         flap.errors.InputError: ``out`` is an input, a folder that is not a fine-tuning run or a run
             of another video or base, or the video has no usable face (names the file and the reason).
-        flap.errors.UsageError: bad stage shares, or no training time left.
+        flap.errors.UsageError: bad stage shares, ``mouth_weight`` or ``condition_scale``, or no
+            training time left.
     """
     import torch
 
@@ -287,6 +310,7 @@ def finetune(cfg: DictConfig) -> dict:
 
     start = time.perf_counter()
     video, out, base = Path(str(cfg.video)), Path(str(cfg.out)), Path(str(cfg.base))
+    _check_stage_options(OmegaConf.to_container(cfg.stages, resolve=True))
     _check_folders(video, out, base)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))

@@ -39,6 +39,21 @@ def test_plan_stages_splits_time_by_share():
         plan_stages(-30.0, stages)
 
 
+@pytest.mark.parametrize("stage2,expected", [
+    ({"condition_scale": {"jow": 0.04}}, "stages.stage2.condition_scale.jow: expected one of"),
+    ({"condition_scale": {"jaw": 0}}, "stages.stage2.condition_scale.jaw: expected a positive number"),
+    ({"condition_scale": 0.04}, "stages.stage2.condition_scale: expected a mapping"),
+    ({"mouth_weight": -1}, "stages.stage2.mouth_weight: expected a number >= 0, found -1"),
+])
+def test_bad_stage_options_stop_before_anything_is_written(tmp_path, stage2, expected):
+    """A typo in an optional stage key fails at once, not after minutes of preparation and training."""
+    cfg = _cfg(video=str(tmp_path / "me.mp4"), out=str(tmp_path / "o"), base=str(tmp_path / "base"),
+               stages={"stage2": stage2})
+    with pytest.raises(UsageError, match=expected):
+        finetune(cfg)
+    assert not (tmp_path / "o").exists()
+
+
 def test_default_base_is_a_committed_pipeline_folder():
     """``python -m flap.finetune video=... out=...`` with no ``base=`` must find a whole pipeline
     (VAE, both UNets, scheduler; ``vae/`` and ``audio2flame/`` of ``flap_base_wip`` are symlinks)."""
