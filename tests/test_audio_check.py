@@ -79,6 +79,9 @@ def test_calibrate_cli_writes_new_model_with_gain(tmp_path, monkeypatch):
     result = calibrate.main([*args, "--out", str(tmp_path / "cal")])
     assert result["clips"] == 2 and result["pose_gain"] == {"pitch": 2.0, "yaw": 4.0, "roll": 0.5}
     assert Audio2Flame.from_pretrained(tmp_path / "cal").config.pose_gain == [2.0, 4.0, 0.5]
+    real = [HeadCoeffs.load(tmp_path / f"synth_{i}.npz").pose_degrees().double().numpy() for i in (0, 1)]
+    assert result["head_motion"]["std_deg"] == pytest.approx(np.mean([p.std(0) for p in real], 0).tolist())
+    assert Audio2Flame.from_pretrained(tmp_path / "cal").config.head_motion == result["head_motion"]
     assert Audio2Flame.from_pretrained(tmp_path / "model").config.get("pose_gain") is None  # input untouched
     with pytest.raises(SystemExit):
         calibrate.main([*args, "--out", str(tmp_path / "model")])

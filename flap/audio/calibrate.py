@@ -9,7 +9,13 @@ per axis is (mean real std) / (mean predicted std) over the *training* clips (th
 are left out, so ``flap.audio.check`` on them stays an honest measurement); it is stored in the
 model's config as ``pose_gain`` and applied around each prediction's own mean
 (:meth:`flap.audio.model.Audio2Flame._apply_pose_gain`): the jaw, the expression and the mean head
-orientation are unchanged. Writes a new model folder (never over ``--model``) and prints JSON.
+orientation are unchanged.
+
+It then fits the sampled head motion (:mod:`flap.audio.motion`) on the same training clips' tracked
+head rotation: the speakers' mean standard deviation over time per axis and the smoothness of their
+motion, stored as ``head_motion``; ``predict`` fills each prediction's spread up to that size with smooth
+random motion (the part of head motion that is not in the audio). Writes a new model folder (never
+over ``--model``) and prints JSON.
 """
 
 from __future__ import annotations
@@ -21,21 +27,24 @@ from pathlib import Path
 from flap.audio.check import held_out_jaw, pose_std_ratio
 from flap.audio.data import find_clips
 from flap.audio.model import Audio2Flame
+from flap.audio.motion import fit_head_motion
+from flap.flame.coeffs import HeadCoeffs
 
-__all__ = ["pose_gain", "main"]
+__all__ = ["pose_gain", "head_motion", "main"]
 
 
 def pose_gain(model: Audio2Flame, clips: list[tuple[str, str, str]]) -> list[float]:
     """Gains ``[pitch, yaw, roll]`` that make the mean predicted std equal the mean real std on ``clips``.
 
-    Measured with the model's current ``pose_gain`` applied, so the result replaces it.
+    Measured with the model's current ``pose_gain`` applied (and without its sampled head motion), so
+    the result replaces it.
 
     Raises:
         ValueError: no clips, or an axis that neither the prediction nor the data moves.
     """
     if not clips:
         raise ValueError("pose_gain: no training clips to calibrate on (check --media / --tracked / --held-out)")
-    ratio = pose_std_ratio(held_out_jaw(model, clips))
+    ratio = pose_std_ratio(held_out_jaw(model, clips, sample_motion=False))
     old = model.config.get("pose_gain") or (1.0, 1.0, 1.0)
     gains = []
     for g, (axis, r) in zip(old, ratio.items()):
@@ -43,6 +52,17 @@ def pose_gain(model: Audio2Flame, clips: list[tuple[str, str, str]]) -> list[flo
             raise ValueError(f"pose_gain: the predicted {axis} does not move on the training clips (ratio {r})")
         gains.append(float(g) / r)
     return gains
+
+
+def head_motion(clips: list[tuple[str, str, str]]) -> dict[str, list[float]]:
+    """``{"std_deg", "smooth_frames"}`` of :func:`flap.audio.motion.fit_head_motion` on the clips' tracked poses.
+
+    Raises:
+        ValueError: no clips.
+    """
+    if not clips:
+        raise ValueError("head_motion: no training clips to fit on (check --media / --tracked / --held-out)")
+    return fit_head_motion([HeadCoeffs.load(c[2]).pose_degrees().double().numpy() for c in clips])
 
 
 def main(argv=None) -> dict:
@@ -58,9 +78,11 @@ def main(argv=None) -> dict:
     model = Audio2Flame.from_pretrained(args.model).eval()
     train = [c for c in find_clips(args.media, args.tracked) if c[0] not in args.held_out]
     gains = pose_gain(model, train)
-    model.register_to_config(pose_gain=gains)
+    motion = head_motion(train)
+    model.register_to_config(pose_gain=gains, head_motion=motion)
     model.save_pretrained(args.out)
-    result = {"pose_gain": dict(zip(("pitch", "yaw", "roll"), gains)), "clips": len(train), "out": str(args.out)}
+    result = {"pose_gain": dict(zip(("pitch", "yaw", "roll"), gains)), "head_motion": motion,
+              "clips": len(train), "out": str(args.out)}
     print(json.dumps(result, indent=2))
     return result
 

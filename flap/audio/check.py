@@ -30,8 +30,13 @@ from flap.signals import best_lag_correlation
 __all__ = ["held_out_jaw", "pose_std_ratio", "silence_check", "main"]
 
 
-def held_out_jaw(model: Audio2Flame, clips: list[tuple[str, str, str]], max_lag: int = 2) -> dict[str, dict]:
+def held_out_jaw(
+    model: Audio2Flame, clips: list[tuple[str, str, str]], max_lag: int = 2, sample_motion: bool = True
+) -> dict[str, dict]:
     """Jaw correlation and head-motion spread on held-out ``(name, media, coeffs_path)`` clips.
+
+    ``sample_motion``: include the model's sampled head motion (``Audio2Flame.predict``, seed 0), as
+    audio-only generation does.
 
     Returns:
         ``{name: {"r": Pearson r of the jaw opening at the best lag, "lag": frames,
@@ -42,7 +47,8 @@ def held_out_jaw(model: Audio2Flame, clips: list[tuple[str, str, str]], max_lag:
     for name, media, coeffs_path in clips:
         tracked = HeadCoeffs.load(coeffs_path)
         pred = model.predict(
-            load_audio(media, fps=tracked.fps), fps=tracked.fps, num_frames=tracked.num_frames
+            load_audio(media, fps=tracked.fps), fps=tracked.fps, num_frames=tracked.num_frames,
+            sample_motion=sample_motion,
         )
         r, lag = best_lag_correlation(jaw_opening(pred.numpy()), jaw_opening(tracked.numpy()), max_lag)
         out[name] = {"r": float(r), "lag": int(lag),
@@ -83,12 +89,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--tracked", required=True, help="folder of tracked HeadCoeffs (<stem>.npz)")
     parser.add_argument("--media", nargs="+", required=True, help="glob patterns of the media files")
     parser.add_argument("--held-out", nargs="*", default=[], help="clip stems not used for training")
+    parser.add_argument("--no-sample-motion", action="store_true",
+                        help="leave out the model's sampled head motion (the regression alone)")
     args = parser.parse_args(argv)
     model = Audio2Flame.from_pretrained(args.model).eval()
     clips = find_clips(args.media, args.tracked)
     held = [c for c in clips if c[0] in args.held_out]
     train = [HeadCoeffs.load(c[2]) for c in clips if c[0] not in args.held_out]
-    result = {"held_out": held_out_jaw(model, held), **silence_check(model, train)}
+    result = {"held_out": held_out_jaw(model, held, sample_motion=not args.no_sample_motion),
+              **silence_check(model, train)}
     if held:
         result["pose_std_ratio"] = pose_std_ratio(result["held_out"])
     result["silence_jaw_below_p10"] = result["silence_jaw_mean"] < result["train_jaw_p10"]

@@ -28,6 +28,7 @@ from torch import nn
 
 from flap.audio.features import _segment, build_features, feature_chunks, frame_windows
 from flap.audio.io import SAMPLE_RATE, load_audio, num_frames_for
+from flap.audio.motion import add_head_motion, speech_activity
 from flap.flame.coeffs import COND_DIM, SLICES, HeadCoeffs
 from flap.flame.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 
@@ -74,6 +75,10 @@ class Audio2Flame(ModelMixin, ConfigMixin):
             regressor predicts the typical motion for a sound and moves less than real speakers; the
             gain, measured on the training clips by :mod:`flap.audio.calibrate`, restores their
             spread without touching the jaw or the mean head orientation.
+        head_motion: ``{"std_deg": (3,), "smooth_frames": (3,)}`` or ``None``: the sampled head motion
+            added after the gain (:mod:`flap.audio.motion`, fitted by :mod:`flap.audio.calibrate` on the
+            training clips): fills each prediction's pitch / yaw / roll spread up to ``std_deg`` with
+            smooth random motion (widths in frames at ``fps``). ``predict(sample_motion=False)`` skips it.
 
     Buffers ``feature_mean``/``feature_std`` ``(D,)`` and ``coeff_mean``/``coeff_std`` ``(120,)`` hold the
     normalisation statistics, ``pad_feature`` ``(D,)`` the feature of zero audio used beyond the ends
@@ -95,6 +100,7 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         fps: float = 25.0,
         features: dict | None = None,
         pose_gain: tuple[float, float, float] | None = None,
+        head_motion: dict | None = None,
     ):
         super().__init__()
         if kernel_size % 2 != 1:
@@ -213,7 +219,10 @@ class Audio2Flame(ModelMixin, ConfigMixin):
     def predict_features(
         self, features: np.ndarray | torch.Tensor, fps: float | None = None, chunk_frames: int = 500
     ) -> HeadCoeffs:
-        """Coefficients for precomputed features ``(T, D)``, in chunks of ``chunk_frames`` (overlap-discard)."""
+        """Coefficients for precomputed features ``(T, D)``, in chunks of ``chunk_frames`` (overlap-discard).
+
+        The regression only: the sampled head motion of :meth:`predict` needs the audio.
+        """
         feats = torch.as_tensor(features)
         t = feats.shape[0]
         out = torch.empty(t, self.config.out_dim, dtype=torch.float32)
@@ -230,6 +239,8 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         fps: float | None = None,
         chunk_seconds: float = 30.0,
         num_frames: int | None = None,
+        sample_motion: bool = True,
+        seed: int = 0,
     ) -> HeadCoeffs:
         """Speech → :class:`HeadCoeffs` with ``T = round(len(audio) / sr * fps)`` frames (or ``num_frames``).
 
@@ -239,6 +250,9 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         Args:
             audio: ``(N,)`` float32 mono at ``sr`` Hz (:func:`flap.audio.load_audio`).
             fps: output frame rate (default: the training fps, ``config.fps``).
+            sample_motion: add the sampled head motion of ``config.head_motion`` (if the model has one),
+                scaled by the audio's speech activity (:mod:`flap.audio.motion`).
+            seed: seed of that sample (the same seed and audio give the same coefficients).
 
         Raises:
             ValueError: audio not 1-D, shorter than half a frame, or wrong sample rate for the extractor.
@@ -263,7 +277,13 @@ class Audio2Flame(ModelMixin, ConfigMixin):
             feats = extractor(_segment(audio, h0, h1, sr, fps), h1 - h0, fps)[g0 - h0 : g1 - h0]
             y = self(torch.from_numpy(feats).to(self.device)[None])[0]
             out[f0:f1] = y[f0 - g0 : f1 - g0].float().cpu()
-        return self._to_coeffs(self._apply_pose_gain(out), fps)
+        coeffs = self._to_coeffs(self._apply_pose_gain(out), fps)
+        motion = self.config.get("head_motion")
+        if not sample_motion or not motion or self.config.out_dim != COND_DIM:
+            return coeffs
+        smooth = [s * fps / float(self.config.fps) for s in motion["smooth_frames"]]
+        activity = speech_activity(audio, sr, fps, t)
+        return add_head_motion(coeffs, motion["std_deg"], smooth, torch.Generator().manual_seed(int(seed)), activity)
 
     def predict_file(self, path, fps: float | None = None, **kwargs) -> HeadCoeffs:
         """:func:`flap.audio.load_audio` then :meth:`predict`."""
