@@ -1,6 +1,6 @@
 """The shipped demo: ``python -m flap.generate`` with no arguments (= ``make demo`` without its pose
 script) on the bundled held-out portrait and speech with the person-specific model
-``checkpoints/flap_person_pcavs_00104``; the tiny test checkpoint ``checkpoints/flap_tiny_demo`` ships
+``checkpoints/flap_person_obama``; the tiny test checkpoint ``checkpoints/flap_tiny_demo`` ships
 too. Slow (minutes on a CPU)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from flap.generate import PROJECT_ROOT
 
-DEMO = PROJECT_ROOT / "checkpoints" / "flap_person_pcavs_00104"
+DEMO = PROJECT_ROOT / "checkpoints" / "flap_person_obama"
 TINY = PROJECT_ROOT / "checkpoints" / "flap_tiny_demo"
 
 
@@ -35,7 +35,7 @@ def face_fraction(path) -> float:
 def test_demo_assets_ship_with_licences():
     demo = PROJECT_ROOT / "assets" / "demo"
     for name in ("portrait.png", "speech.wav", "NOTICE.md", "speech.LICENSE.txt", "portrait.LipNet_LICENSE.txt",
-                 "pcavs_00104_portrait.png", "pcavs_00104_portrait.PC-AVS_LICENSE.txt"):
+                 "obama_portrait.png", "obama_portrait.styletalk_LICENSE.txt"):
         assert (demo / name).is_file(), name
     from omegaconf import OmegaConf
 

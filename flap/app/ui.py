@@ -99,7 +99,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                                          choices=[(Path(c).name, c) for c in checkpoints],
                                          value=checkpoints[0] if checkpoints else None, elem_id="flap-checkpoint")
                 examples = [[str(DEMO / name), str(DEMO / "speech.wav")]  # make demo's person first
-                            for name in ("pcavs_00104_portrait.png", "portrait.png")
+                            for name in ("obama_portrait.png", "portrait.png")
                             if (DEMO / name).is_file() and (DEMO / "speech.wav").is_file()]
                 if examples:
                     gr.Examples(examples, [portrait, speech], label="Bundled demo (click to load)")
