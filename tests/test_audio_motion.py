@@ -101,3 +101,6 @@ def test_predict_adds_reproducible_motion_only_where_there_is_speech():
     pose = a.pose_degrees().numpy()
     assert np.abs(pose[:40] - plain.pose_degrees().numpy()[:40]).max() < 1e-4  # silence: no sampled motion
     assert pose[60:, 1].std() > 1.0
+    model.register_to_config(head_motion={"std_deg": [2.0, 4.0, 2.0]})
+    with pytest.raises(ValueError, match="head_motion: expected keys std_deg and smooth_frames"):
+        model.predict(audio)

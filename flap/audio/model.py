@@ -281,6 +281,8 @@ class Audio2Flame(ModelMixin, ConfigMixin):
         motion = self.config.get("head_motion")
         if not sample_motion or not motion or self.config.out_dim != COND_DIM:
             return coeffs
+        if not isinstance(motion, dict) or not {"std_deg", "smooth_frames"} <= set(motion):
+            raise ValueError(f"Audio2Flame config head_motion: expected keys std_deg and smooth_frames, found {motion!r}")
         smooth = [s * fps / float(self.config.fps) for s in motion["smooth_frames"]]
         activity = speech_activity(audio, sr, fps, t)
         return add_head_motion(coeffs, motion["std_deg"], smooth, torch.Generator().manual_seed(int(seed)), activity)

@@ -68,8 +68,11 @@ def fit_head_motion(poses_deg: list[np.ndarray], max_lag: int = 25) -> dict[str,
     std, smooth = [], []
     for axis in range(3):
         std.append(float(np.mean([p[:, axis].std() for p in poses_deg])))
-        acf = np.array([np.mean([_autocorrelation(p[:, axis], [k])[0] for p in poses_deg if len(p) > k])
-                        if any(len(p) > k for p in poses_deg) else np.nan for k in lags])
+        acf = np.full(len(lags), np.nan)
+        for i, k in enumerate(lags):
+            values = [_autocorrelation(p[:, axis], [k])[0] for p in poses_deg if len(p) > k]
+            if values:
+                acf[i] = np.mean(values)
         ok = ~np.isnan(acf)
         smooth.append(float(widths[np.argmin(((model[:, ok] - acf[ok]) ** 2).sum(1))]))
     return {"std_deg": std, "smooth_frames": smooth}
