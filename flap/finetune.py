@@ -310,7 +310,8 @@ def finetune(cfg: DictConfig) -> dict:
 
     start = time.perf_counter()
     video, out, base = Path(str(cfg.video)), Path(str(cfg.out)), Path(str(cfg.base))
-    _check_stage_options(OmegaConf.to_container(cfg.stages, resolve=True))
+    stages = OmegaConf.to_container(cfg.stages, resolve=True)  # plain dicts, used by every stage below
+    _check_stage_options(stages)
     _check_folders(video, out, base)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -334,7 +335,7 @@ def finetune(cfg: DictConfig) -> dict:
     if "stage_seconds" not in plan:
         spent = plan["used_seconds"] + time.perf_counter() - start
         left = float(cfg.max_minutes) * 60 - spent - float(cfg.eval_minutes) * 60
-        plan = {"used_seconds": spent, "stage_seconds": plan_stages(left, OmegaConf.to_container(cfg.stages)),
+        plan = {"used_seconds": spent, "stage_seconds": plan_stages(left, stages),
                 "clip_id": clip_id, "holdout_start_frame": boundary, "kept_frames": record["kept_frames"],
                 "video": str(video), "base": str(base), "max_minutes": float(cfg.max_minutes)}
         plan_path.write_text(json.dumps(plan, indent=1))
@@ -346,9 +347,9 @@ def finetune(cfg: DictConfig) -> dict:
         if seconds <= 0:
             continue
         if name == "decoder":
-            vae = _train_decoder(OmegaConf.to_container(cfg.stages[name], resolve=True), seconds, base / "vae", data_dir, work, cfg)
+            vae = _train_decoder(stages[name], seconds, base / "vae", data_dir, work, cfg)
         else:
-            current = _train_stage(int(name[-1]), OmegaConf.to_container(cfg.stages[name], resolve=True), seconds, current, base / "vae", data_dir,
+            current = _train_stage(int(name[-1]), stages[name], seconds, current, base / "vae", data_dir,
                                    work, cfg, offset_seconds=offset)
         offset += seconds
 

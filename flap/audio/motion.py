@@ -27,6 +27,7 @@ import torch
 
 from flap.flame.coeffs import SLICES, HeadCoeffs
 from flap.flame.rotations import compose_axis_angle, degrees_to_axis_angle
+from flap.signals import speech_envelope
 
 __all__ = ["fit_head_motion", "smoothed_noise", "speech_activity", "add_head_motion"]
 
@@ -68,12 +69,13 @@ def fit_head_motion(poses_deg: list[np.ndarray], max_lag: int = 25) -> dict[str,
     std, smooth = [], []
     for axis in range(3):
         std.append(float(np.mean([p[:, axis].std() for p in poses_deg])))
-        acf = np.full(len(lags), np.nan)
-        for i, k in enumerate(lags):
-            values = [_autocorrelation(p[:, axis], [k])[0] for p in poses_deg if len(p) > k]
-            if values:
-                acf[i] = np.mean(values)
-        ok = ~np.isnan(acf)
+        total, count = np.zeros(len(lags)), np.zeros(len(lags))
+        for p in poses_deg:
+            n = int(np.sum(lags < len(p)))  # lags this clip is long enough for
+            total[:n] += _autocorrelation(p[:, axis], lags[:n])
+            count[:n] += 1
+        ok = count > 0
+        acf = np.divide(total, count, out=np.zeros(len(lags)), where=ok)
         smooth.append(float(widths[np.argmin(((model[:, ok] - acf[ok]) ** 2).sum(1))]))
     return {"std_deg": std, "smooth_frames": smooth}
 
@@ -104,18 +106,15 @@ def speech_activity(
 ) -> np.ndarray:
     """``(num_frames,)`` speech activity in [0, 1] per video frame, from the audio's loudness.
 
-    A frame (``1 / fps`` s of audio) is active when its RMS level is above ``floor_db`` dBFS and within
-    ``range_db`` dB of the loudest frame; the 0/1 track is then averaged over a moving window of
-    ``smooth_seconds`` so the motion fades in and out. Digital silence gives zeros.
+    A frame is active when its RMS level (:func:`flap.signals.speech_envelope`, two frame periods
+    centred on it) is above ``floor_db`` dBFS and within ``range_db`` dB of the loudest frame; the 0/1
+    track is then averaged over a moving window of ``smooth_seconds`` so the motion fades in and out.
+    Digital silence gives zeros.
 
     Args:
         audio: ``(N,)`` float mono at ``sr`` Hz.
     """
-    audio = np.asarray(audio, dtype=np.float64)
-    edges = np.round(np.arange(num_frames + 1) * sr / fps).astype(np.int64).clip(0, len(audio))
-    sq = np.concatenate([[0.0], np.cumsum(audio**2)])
-    n = np.maximum(edges[1:] - edges[:-1], 1)
-    level = 10.0 * np.log10((sq[edges[1:]] - sq[edges[:-1]]) / n + 1e-12)
+    level = 20.0 * np.log10(speech_envelope(audio, sr, fps, num_frames) + 1e-12)
     active = (level > floor_db) & (level > level.max() - range_db)
     width = max(1, int(round(smooth_seconds * fps)))
     padded = np.pad(active.astype(np.float64), (width // 2, width - 1 - width // 2), mode="edge")
