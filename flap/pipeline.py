@@ -199,11 +199,13 @@ class FLAPPipeline(DiffusionPipeline):
         driving_video: str | os.PathLike | None = None,
         fps: float = DEFAULT_FPS,
         num_frames: int | None = None,
+        seed: int = 0,
     ) -> HeadCoeffs:
         """Coefficients for the video: given ``coeffs`` > tracked ``driving_video`` > Audio2Flame(``audio``).
 
         The length is ``num_frames`` if given, else that of the audio (:func:`flap.audio.io.num_frames_for`),
         else that of the source. Sources of another length are resampled in time (held at the end).
+        ``seed`` seeds Audio2Flame's sampled head motion (:meth:`flap.audio.model.Audio2Flame.predict`).
 
         Raises:
             ValueError: no source, or audio-driven mode without an ``audio2flame`` component.
@@ -218,7 +220,7 @@ class FLAPPipeline(DiffusionPipeline):
             if self.audio2flame is None:
                 raise ValueError("FLAPPipeline: audio-driven generation needs an audio2flame component "
                                  "(give coeffs= or driving_video= instead)")
-            src = self.audio2flame.predict(audio, sr=SAMPLE_RATE, fps=fps, num_frames=num_frames)
+            src = self.audio2flame.predict(audio, sr=SAMPLE_RATE, fps=fps, num_frames=num_frames, seed=seed)
         else:
             raise ValueError("FLAPPipeline: give audio, coeffs or driving_video")
         if num_frames is not None and (len(src) != num_frames or src.fps != fps):
@@ -395,7 +397,7 @@ class FLAPPipeline(DiffusionPipeline):
         elif driving_video is not None:
             if probe_video(driving_video).has_audio:
                 speech = read_audio_track(driving_video, sample_rate=SAMPLE_RATE)
-        base = self.coefficients(speech, coeffs, driving_video, fps, num_frames)
+        base = self.coefficients(speech, coeffs, driving_video, fps, num_frames, seed=int(config.seed))
         final = apply_controls(base, config)
         if speech is not None:
             speech = fit_audio(speech, final.num_frames / final.fps)

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from flap.app.__main__ import parse_args
 from flap.app.handlers import MotionSettings, SamplingSettings, Studio, StudioInputs, find_checkpoints
@@ -95,6 +96,15 @@ def test_checkpoints_are_local_pipeline_folders(studio, checkpoint_root):
         studio.pipeline(str(checkpoint_root / "not_a_pipeline"))
     with pytest.raises(ValueError, match="none chosen"):
         studio.pipeline(None)
+
+
+def test_default_checkpoint_is_the_demo_model_when_offered(studio, tmp_path):
+    assert studio.default_checkpoint() == studio.checkpoints()[0]  # no demo model among the choices
+    project = Studio(tmp_path / "out2", checkpoint_roots=[ROOT / "checkpoints"], device="cpu")
+    assert project.checkpoints()[0] != project.default_checkpoint()  # alphabetical order would pick another
+    demo = Path(OmegaConf.load(ROOT / "flap" / "conf" / "generate.yaml").checkpoint)
+    assert Path(project.default_checkpoint()).resolve() == (ROOT / demo).resolve()  # make demo's model
+    assert Studio(tmp_path / "out3", checkpoint_roots=[tmp_path / "none"]).default_checkpoint() is None
 
 
 def test_preview_follows_the_table_and_controls(studio):

@@ -104,3 +104,14 @@ def test_predict_adds_reproducible_motion_only_where_there_is_speech():
     model.register_to_config(head_motion={"std_deg": [2.0, 4.0, 2.0]})
     with pytest.raises(ValueError, match="head_motion: expected keys std_deg and smooth_frames"):
         model.predict(audio)
+
+
+def test_pipeline_seed_reaches_the_sampled_head_motion():
+    from flap.testing import tiny_random_pipeline
+
+    pipe = tiny_random_pipeline(audio2flame=True)
+    pipe.audio2flame.register_to_config(head_motion={"std_deg": [2.0, 4.0, 2.0], "smooth_frames": [4.0, 5.0, 5.5]})
+    audio = np.random.default_rng(0).normal(0, 0.1, 48000).astype(np.float32)
+    a, b, other = (pipe.coefficients(audio, seed=s) for s in (0, 0, 1))
+    assert torch.equal(a.data, b.data) and not torch.equal(a.data[:, :3], other.data[:, :3])
+    assert torch.equal(a.data, pipe.audio2flame.predict(audio, num_frames=a.num_frames, seed=0).data)

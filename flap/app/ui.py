@@ -97,7 +97,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                                        sources=["upload"], elem_id="flap-driving")
                 checkpoint = gr.Dropdown(label="Checkpoint (local pipeline folder)",
                                          choices=[(Path(c).name, c) for c in checkpoints],
-                                         value=checkpoints[0] if checkpoints else None, elem_id="flap-checkpoint")
+                                         value=studio.default_checkpoint(), elem_id="flap-checkpoint")
                 examples = [[str(DEMO / name), str(DEMO / "speech.wav")]  # make demo's person first
                             for name in ("obama_portrait.png", "portrait.png")
                             if (DEMO / name).is_file() and (DEMO / "speech.wav").is_file()]

@@ -48,7 +48,7 @@ class ControlConfig:
         blinks_per_minute: ``None`` (keep the source's eyelids) or a rate ≥ 0 (0 = no blinks).
         eyelids: ``"auto"`` (blinks if ``blinks_per_minute`` is set), ``"audio"`` (always keep the
             source's eyelids) or ``"blinks"`` (needs ``blinks_per_minute``).
-        seed: random seed of the blink timing.
+        seed: random seed of the blink timing and of Audio2Flame's sampled head motion (audio-driven mode).
     """
 
     pose: Any = None
