@@ -13,7 +13,8 @@ Protocols (:mod:`flap.eval.reenactment`, :mod:`flap.eval.control_bench`):
   the floor of every error), ``vae`` (the checkpoint's VAE round trip: the ceiling) and the
   checkpoint; PSNR, SSIM, LMD, APD, AED, jaw correlation, dlib identity distance, face rates;
 * control over ``portraits``: every bundled pose script and ``blinks_per_minute`` rates; pose error,
-  per-axis correlation, blink-count error, identity distance.
+  per-axis correlation, blink-count error, identity distance; each run once per ``control.seeds``
+  (initial noise, blink timing and Audio2Flame's sampled head motion), the table giving the mean.
 
 Writes to ``out`` (default: Hydra's run directory): ``metrics.json`` (every run, the means, the
 settings, wall times, runs left out by the ``max_seconds`` budget), ``table.md`` (printed),
@@ -69,16 +70,23 @@ def list_inputs(path, suffixes, limit: int, what: str) -> list[Path]:
     return files
 
 
-def control_jobs(portraits, scripts, rates, grid: bool) -> list[tuple[Path, str, float]]:
-    """``(portrait, pose script, blinks_per_minute)`` runs: every script × every rate when ``grid``,
-    else every script at the last rate plus one ``none`` run per other rate."""
+def control_jobs(portraits, scripts, rates, grid: bool, seeds=(0,)) -> list[tuple[Path, str, float, int]]:
+    """``(portrait, pose script, blinks_per_minute, seed)`` runs: every script × every rate when ``grid``,
+    else every script at the last rate plus one ``none`` run per other rate; each once per seed.
+
+    Raises:
+        ValueError: no seed, or a seed that is not an integer (names ``control.seeds``).
+    """
     rates = [float(r) for r in rates]
+    if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise ValueError(f"benchmark: control.seeds must be a non-empty list of integers; got {seeds!r}")
     jobs = []
     for p in portraits:
         if grid:
-            jobs += [(p, s, r) for s in scripts for r in rates]
+            runs = [(p, s, r) for s in scripts for r in rates]
         else:
-            jobs += [(p, s, rates[-1]) for s in scripts] + [(p, "none", r) for r in rates[:-1]]
+            runs = [(p, s, rates[-1]) for s in scripts] + [(p, "none", r) for r in rates[:-1]]
+        jobs += [(*run, int(seed)) for run in runs for seed in seeds]
     return jobs
 
 
@@ -116,8 +124,10 @@ def run(cfg: DictConfig | dict) -> dict:
     portraits = list_inputs(opts["portraits"], IMAGE_SUFFIXES, int(opts["max_portraits"]), "portraits") \
         if "control" in protocols else []
     scripts = bundled_pose_scripts() if ctl["pose_scripts"] in ("all", None) else list(ctl["pose_scripts"])
+    seeds = ctl.get("seeds")
+    seeds = [int(opts["sampling"].get("seed", 0))] if seeds is None else list(seeds)
     jobs = [("reenactment", c) for c in clips] + [
-        ("control", j) for j in control_jobs(portraits, scripts, ctl["blinks_per_minute"], bool(ctl["grid"]))
+        ("control", j) for j in control_jobs(portraits, scripts, ctl["blinks_per_minute"], bool(ctl["grid"]), seeds)
     ]
     speech = load_audio(resolve_path(opts["audio"], "audio")) if portraits else None
     ctl_frames = max(1, round(float(ctl["seconds"]) * float(ctl["fps"])))
@@ -154,12 +164,14 @@ def run(cfg: DictConfig | dict) -> dict:
                 save_strip(out / f"reenactment_{job.stem}.png",
                            {"real": crops["real"], "vae": crops["vae"], name: crops["generated"]}, inputs=inputs)
             else:
-                portrait, pose, rate = job
-                bar.set_postfix_str(f"{portrait.stem} {pose} {rate:g}/min")
+                portrait, pose, rate, seed = job
+                bar.set_postfix_str(f"{portrait.stem} {pose} {rate:g}/min seed {seed}")
                 res, frames, per_frame = control_run(pipe, tracker, str(portrait), pose, rate, speech, ctl_frames,
-                                                     sampling, fps=float(ctl["fps"]),
+                                                     {**sampling, "seed": seed}, fps=float(ctl["fps"]),
                                                      identity_frames=int(opts["identity_frames"]))
-                save_control_strip(out / f"control_{portrait.stem}_{Path(str(pose)).stem}_{rate:g}.png", frames,
+                res["seed"] = seed
+                tag = f"_s{seed}" if len(seeds) > 1 else ""
+                save_control_strip(out / f"control_{portrait.stem}_{Path(str(pose)).stem}_{rate:g}{tag}.png", frames,
                                    per_frame["requested"], per_frame["tracked"], inputs=inputs)
                 res["seconds"], res["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
                 control.append(res)

@@ -81,3 +81,19 @@ def test_time_budget_and_bad_input(shared_data, tiny_ckpt, tmp_path):
     assert proc.returncode == 1
     assert "reenactment_crop" in proc.stderr and "centre" in proc.stderr
     assert not (tmp_path / "bad2" / "metrics.json").exists()
+    proc = _run([*_common(shared_data, tiny_ckpt, tmp_path / "bad3"), "control.seeds=[0,x]"], tmp_path)
+    assert proc.returncode == 1
+    assert "control.seeds" in proc.stderr and "'x'" in proc.stderr
+    assert not (tmp_path / "bad3" / "metrics.json").exists()
+
+
+def test_control_jobs_repeat_every_run_once_per_seed():
+    from flap.benchmark import control_jobs
+
+    jobs = control_jobs(["p"], ["nod", "turn_left"], [0, 20], grid=False, seeds=[0, 3])
+    assert jobs == [("p", "nod", 20.0, 0), ("p", "nod", 20.0, 3), ("p", "turn_left", 20.0, 0),
+                    ("p", "turn_left", 20.0, 3), ("p", "none", 0.0, 0), ("p", "none", 0.0, 3)]
+    assert control_jobs(["p"], ["nod"], [0, 20], grid=True) == [("p", "nod", 0.0, 0), ("p", "nod", 20.0, 0)]
+    for bad in ([], [1.5], [True]):
+        with pytest.raises(ValueError, match="control.seeds must be a non-empty list of integers"):
+            control_jobs(["p"], ["nod"], [20], grid=False, seeds=bad)
