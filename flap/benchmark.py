@@ -33,6 +33,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from flap.cli_support import check_overrides, run_command, run_output_dir
+from flap.errors import InputError
 from flap.eval.bench_report import (
     CONTROL_COLUMNS,
     REENACT_COLUMNS,
@@ -63,7 +64,7 @@ def list_inputs(path, suffixes, limit: int, what: str) -> list[Path]:
     p = resolve_path(str(path), what)
     files = [p] if p.is_file() else sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes)
     if not files:
-        raise ValueError(f"benchmark: {what}={path}: no file ending in {', '.join(suffixes)}")
+        raise InputError(f"benchmark: {what}={path}: no file ending in {', '.join(suffixes)}")
     if limit and len(files) > limit:
         idx = np.unique(np.linspace(0, len(files) - 1, limit).round().astype(int))
         files = [files[i] for i in idx]
@@ -79,14 +80,14 @@ def control_jobs(portraits, scripts, rates, grid: bool, seeds=(0,)) -> list[tupl
     """
     rates = [float(r) for r in rates]
     if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
-        raise ValueError(f"benchmark: control.seeds must be a non-empty list of integers; got {seeds!r}")
+        raise InputError(f"benchmark: control.seeds must be a non-empty list of integers; got {seeds!r}")
     jobs = []
     for p in portraits:
         if grid:
             runs = [(p, s, r) for s in scripts for r in rates]
         else:
             runs = [(p, s, rates[-1]) for s in scripts] + [(p, "none", r) for r in rates[:-1]]
-        jobs += [(*run, int(seed)) for run in runs for seed in seeds]
+        jobs += [(*run, seed) for run in runs for seed in seeds]
     return jobs
 
 
@@ -118,7 +119,7 @@ def run(cfg: DictConfig | dict) -> dict:
     ctl = opts["control"]
     crop = str(opts.get("reenactment_crop", "tracked"))
     if crop not in CROPS:
-        raise ValueError(f"benchmark: reenactment_crop must be one of {', '.join(CROPS)}; got {crop!r}")
+        raise InputError(f"benchmark: reenactment_crop must be one of {', '.join(CROPS)}; got {crop!r}")
     clips = list_inputs(opts["clips"], VIDEO_SUFFIXES, int(opts["max_clips"]), "clips") \
         if "reenactment" in protocols else []
     portraits = list_inputs(opts["portraits"], IMAGE_SUFFIXES, int(opts["max_portraits"]), "portraits") \

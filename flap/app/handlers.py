@@ -203,13 +203,14 @@ class Studio:
         """The checkpoint the page selects first: the bundled demo's (``checkpoint`` of
         ``flap/conf/generate.yaml``, as ``python -m flap.generate`` uses) when offered, else the first
         found, else ``None``."""
-        choices = self.checkpoints()
         from omegaconf import OmegaConf
 
-        demo = Path(str(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "generate.yaml").checkpoint))
-        wanted = {(root / demo).resolve() for root in (PROJECT_ROOT, Path.cwd())} if not demo.is_absolute() \
-            else {demo.resolve()}
-        return next((c for c in choices if Path(c).resolve() in wanted), choices[0] if choices else None)
+        from flap import CONFIG_DIR
+        from flap.generate import resolve_path
+
+        choices = self.checkpoints()
+        demo = resolve_path(OmegaConf.load(CONFIG_DIR / "generate.yaml").checkpoint, "checkpoint", must_exist=False)
+        return next((c for c in choices if Path(c).resolve() == demo.resolve()), choices[0] if choices else None)
 
     def pipeline(self, checkpoint: str | None):
         """The loaded :class:`~flap.pipeline.FLAPPipeline` of ``checkpoint`` (loaded once, then cached).
