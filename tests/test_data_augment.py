@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_data_prepare import _one_thread  # noqa: F401  (autouse: one torch thread in this module)
 
-from flap.data.augment import PairAugment, mirror_coeffs, roll_coeffs, warp_image
+from flap.data.augment import PairAugment, color_gain, mirror_coeffs, roll_coeffs, warp_image
 from flap.flame.coeffs import SLICES, HeadCoeffs
 from flap.flame.rotations import axis_angle_to_degrees, degrees_to_matrix, matrix_to_rotation_6d
 
@@ -137,3 +137,36 @@ def test_pair_augment_is_consistent():
     assert rc[2] != tc[2]  # independent angles
     with pytest.raises(ValueError):
         PairAugment(flip=1.5)
+
+
+def test_color_gain_hand_values():
+    x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 3).expand(3, 1, 3)  # black, mid grey, white per channel
+    y = color_gain(x, [0.5, 1.0, 1.5])
+    # [0, 1] units: 0, 0.5, 1 times the gain, white saturating at 1
+    torch.testing.assert_close(y[0, 0], torch.tensor([-1.0, -0.5, 0.0]))
+    torch.testing.assert_close(y[1, 0], torch.tensor([-1.0, 0.0, 1.0]))
+    torch.testing.assert_close(y[2, 0], torch.tensor([-1.0, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="3 positive"):
+        color_gain(x, [1.0, 0.0, 1.0])
+
+
+def test_pair_augment_color_is_shared_and_label_exact():
+    c = coeffs_with()
+    ref, tgt = torch.rand(3, 8, 8) * 1.6 - 0.8, torch.rand(3, 8, 8) * 1.6 - 0.8  # no saturation at gain <= 1.25
+    aug = PairAugment(flip=0.0, rotate_deg=0.0, scale=0.0, shift=0.0, color=0.2)
+    r2, t2, rc, tc = aug(np.random.default_rng(3), ref, tgt, c[0], c[0])
+    gain_r = ((r2 + 1) / (ref + 1)).flatten(1)
+    gain_t = ((t2 + 1) / (tgt + 1)).flatten(1)
+    torch.testing.assert_close(gain_r, gain_r[:, :1].expand_as(gain_r))  # one gain per channel
+    torch.testing.assert_close(gain_r, gain_t)  # the same gains on both frames
+    assert float((gain_r[:, 0] - 1).abs().max()) <= 0.2 + 1e-6
+    assert float((gain_r[:, 0] - 1).abs().min()) > 0  # it did change the colours
+    np.testing.assert_allclose(rc, c[0], atol=1e-12)  # coefficients untouched (rotation by 0 deg: rounding only)
+    np.testing.assert_allclose(tc, c[0], atol=1e-12)
+    # off by default: same draws and frames as before the option existed
+    plain = PairAugment(flip=0.5, rotate_deg=10.0)
+    a = plain(np.random.default_rng(5), ref, tgt, c[0], c[0])
+    b = PairAugment(flip=0.5, rotate_deg=10.0, color=0.0)(np.random.default_rng(5), ref, tgt, c[0], c[0])
+    torch.testing.assert_close(a[0], b[0])
+    with pytest.raises(ValueError):
+        PairAugment(color=1.0)

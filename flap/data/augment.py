@@ -19,6 +19,11 @@ Every geometric change of a frame comes with the matching change of its 120 coef
   ``angle`` and pitch and yaw are unchanged; eyes and jaw are relative to the head and unchanged.
 * **Scale / shift jitter**: framing only, no coefficient changes (the condition does not encode the
   framing).
+* **Colour jitter** (optional, ``color``): one random gain per RGB channel, shared by the reference and
+  the target, so the two frames keep the same colours and no coefficient changes (the condition
+  encodes no colour). The colours of a person then vary between epochs and only the reference can
+  tell them, which asks the model to read appearance from the reference instead of memorising the
+  training people (issue 13, point (a)).
 
 Pairs (:class:`PairAugment`): the reference and the target share the flip (a mirrored person is a
 new identity, and it must be the same one in both), each gets its own rotation angle (so the target
@@ -39,7 +44,7 @@ from flap.flame.coeffs import COND_DIM, SLICES
 from flap.flame.rotations import axis_angle_to_matrix, degrees_to_matrix, matrix_to_axis_angle
 
 __all__ = ["mirror_axis_angle", "mirror_rotation_6d", "mirror_coeffs", "roll_coeffs", "warp_image",
-           "PairAugment"]
+           "color_gain", "PairAugment"]
 
 
 def mirror_axis_angle(r: np.ndarray) -> np.ndarray:
@@ -118,6 +123,20 @@ def warp_image(image: torch.Tensor, flip: bool = False, angle_deg: float = 0.0, 
     return torch.from_numpy(out).permute(2, 0, 1).contiguous()
 
 
+def color_gain(image: torch.Tensor, gains) -> torch.Tensor:
+    """Multiply each RGB channel of a ``(3, H, W)`` frame in ``[-1, 1]`` by its gain, in ``[0, 1]`` units.
+
+    ``y = clamp(g_c * (x + 1) / 2, 0, 1) * 2 - 1``: black stays black, a gain above 1 saturates at white.
+
+    Raises:
+        ValueError: ``gains`` is not 3 positive numbers.
+    """
+    g = torch.as_tensor(np.asarray(gains, dtype=np.float32)).to(image)
+    if g.shape != (3,) or not bool((g > 0).all()):
+        raise ValueError(f"color_gain: need 3 positive channel gains, got {gains!r}")
+    return ((image + 1.0) * 0.5 * g[:, None, None]).clamp(0.0, 1.0) * 2.0 - 1.0
+
+
 @dataclass
 class PairAugment:
     """Random label-exact augmentation of a (reference, target) pair (rules in the module docstring).
@@ -127,16 +146,21 @@ class PairAugment:
         rotate_deg: each frame's in-plane angle is uniform in ``[-rotate_deg, rotate_deg]`` degrees.
         scale: reference zoom uniform in ``[1 - scale, 1 + scale]``.
         shift: reference shift uniform in ``[-shift, shift]`` of the side, per axis.
+        color: each RGB channel's gain uniform in ``[1 - color, 1 + color]``, the same for both frames
+            (:func:`color_gain`); 0 = off (and no random draw, so older configs augment as before).
     """
 
     flip: float = 0.5
     rotate_deg: float = 10.0
     scale: float = 0.05
     shift: float = 0.03
+    color: float = 0.0
 
     def __post_init__(self):
-        if not 0.0 <= self.flip <= 1.0 or self.rotate_deg < 0 or not 0 <= self.scale < 1 or self.shift < 0:
-            raise ValueError(f"PairAugment: need 0 <= flip <= 1, rotate_deg >= 0, 0 <= scale < 1, shift >= 0; got {self}")
+        if (not 0.0 <= self.flip <= 1.0 or self.rotate_deg < 0 or not 0 <= self.scale < 1 or self.shift < 0
+                or not 0 <= self.color < 1):
+            raise ValueError("PairAugment: need 0 <= flip <= 1, rotate_deg >= 0, 0 <= scale < 1, shift >= 0, "
+                             f"0 <= color < 1; got {self}")
 
     def __call__(self, rng: np.random.Generator, reference: torch.Tensor, target: torch.Tensor,
                  ref_coeffs: np.ndarray, coeffs: np.ndarray):
@@ -149,4 +173,7 @@ class PairAugment:
             ref_coeffs, coeffs = mirror_coeffs(ref_coeffs), mirror_coeffs(coeffs)
         reference = warp_image(reference, flip, float(a_ref), s, (float(dx), float(dy)))
         target = warp_image(target, flip, float(a_tgt))
+        if self.color > 0:
+            gains = rng.uniform(1 - self.color, 1 + self.color, size=3)
+            reference, target = color_gain(reference, gains), color_gain(target, gains)
         return reference, target, roll_coeffs(ref_coeffs, float(a_ref)), roll_coeffs(coeffs, float(a_tgt))
