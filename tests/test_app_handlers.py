@@ -134,6 +134,19 @@ def test_preview_without_speech_spans_the_keyframes(studio):
     assert result.coeffs.pose_degrees()[5, 1].item() == pytest.approx(6.0, abs=1e-3)  # linear from t = 0: 0.2 s of 1 s
 
 
+def test_motion_seed_picks_the_sampled_head_motion_and_blinks_the_preview_shows(studio):
+    ins = inputs(studio)
+    pipe = studio.pipeline(ins.checkpoint)  # the studio's own (cached) pipeline
+    pipe.audio2flame.register_to_config(head_motion={"std_deg": [2.0, 4.0, 2.0], "smooth_frames": [4.0, 5.0, 5.5]})
+    a, b, other = (studio.motion_coeffs(ins, MotionSettings(blinks_per_minute=60, seconds=2.0, seed=s))[0]
+                   for s in (0, 0, 1))
+    assert torch.equal(a.data, b.data)
+    assert not torch.equal(a.global_rot, other.global_rot)  # another sampled head motion
+    assert not torch.equal(a.eyelids, other.eyelids)  # another blink timing
+    expected = pipe.coefficients(studio._speech(ins, 2.0), fps=25.0, num_frames=50, seed=1)
+    assert torch.equal(other.global_rot, expected.global_rot)  # exactly Audio2Flame's sample for seed 1
+
+
 def test_expression_from_another_coefficient_file(studio, tmp_path):
     other = HeadCoeffs.neutral(50)
     other.data[:, SLICES["jaw"]] = torch.tensor([0.2, 0.0, 0.0])  # 0.2 rad jaw opening

@@ -96,6 +96,9 @@ class MotionSettings:
             ``.npz`` coefficient file; ``None`` = from the speech / driving video.
         seconds: clip length in seconds; ``None`` = the whole speech / driving video (or the
             keyframes' span without either).
+        seed: seed of Audio2Flame's sampled head motion and of the blink timing (the page passes its
+            one "Seed", which also seeds the diffusion noise, as ``flap.generate seed=`` does), so the
+            preview shows exactly the motion that generation will use.
     """
 
     rows: Sequence[Sequence] = ()
@@ -105,6 +108,7 @@ class MotionSettings:
     jaw_scale: float = 1.0
     expression_video: str | None = None
     seconds: float | None = None
+    seed: int = 0
 
 
 @dataclass
@@ -283,7 +287,8 @@ class Studio:
         """
         script = script_from_table(motion.rows, motion.mode, motion.repeat) if has_keyframes(motion.rows) else None
         seconds = _seconds(motion.seconds)
-        config = ControlConfig(pose=script, jaw_scale=_number(motion.jaw_scale, "jaw scale", 0.0),
+        seed = int(_number(motion.seed, "seed", 0))
+        config = ControlConfig(pose=script, jaw_scale=_number(motion.jaw_scale, "jaw scale", 0.0), seed=seed,
                                blinks_per_minute=None if motion.blinks_per_minute is None
                                else _number(motion.blinks_per_minute, "blink rate", 0.0))
         expression = _existing(motion.expression_video, "expression video")
@@ -299,8 +304,8 @@ class Studio:
         elif speech is not None:
             pipe = self.pipeline(inputs.checkpoint)
             num_frames = max(1, round(len(speech) / SAMPLE_RATE * fps))
-            key = ("a2f", inputs.checkpoint, _file_key(inputs.speech), num_frames)
-            base = self._cached(key, lambda: pipe.coefficients(speech, fps=fps, num_frames=num_frames))
+            key = ("a2f", inputs.checkpoint, _file_key(inputs.speech), num_frames, seed)
+            base = self._cached(key, lambda: pipe.coefficients(speech, fps=fps, num_frames=num_frames, seed=seed))
         else:  # no speech: the motion alone, on a neutral face
             span = script.duration(fps) if script is not None else 2.0
             num_frames = max(1, round(seconds * fps) if seconds is not None else math.ceil(span * fps - 1e-9) + 1)

@@ -71,9 +71,9 @@ def _inputs(portrait, speech, driving, checkpoint) -> StudioInputs:
                         checkpoint=checkpoint or None)
 
 
-def _motion(rows, mode, repeat, blinks, jaw, expression_source, expression_video, seconds) -> MotionSettings:
+def _motion(rows, mode, repeat, blinks, jaw, expression_source, expression_video, seconds, seed) -> MotionSettings:
     return MotionSettings(rows=rows or [], mode=mode, repeat=bool(repeat), blinks_per_minute=blinks,
-                          jaw_scale=jaw, seconds=seconds,
+                          jaw_scale=jaw, seconds=seconds, seed=seed,
                           expression_video=(expression_video or None) if expression_source == FROM_VIDEO else None)
 
 
@@ -177,7 +177,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                 return gr.update(), gr.update(), _error(exc)
             return str(result.video), str(result.plot), f"Preview: {result.summary}"
 
-        gr.on([c.change for c in motion_inputs], preview, motion_inputs, [preview_video, preview_plot, preview_info],
+        # the one Seed also picks the sampled head motion and the blink timing, so it re-renders the preview
+        gr.on([c.change for c in (*motion_inputs, seed)], preview, [*motion_inputs, seed],
+              [preview_video, preview_plot, preview_info],
               trigger_mode="always_last", concurrency_limit=1, concurrency_id="preview", show_progress="minimal")
 
         def generate(portrait_v, speech_v, driving_v, checkpoint_v, table_v, mode_v, repeat_v, blinks_v, jaw_v,
@@ -187,7 +189,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 result = studio.generate(
                     _inputs(portrait_v, speech_v, driving_v, checkpoint_v),
                     _motion(table_v, mode_v, repeat_v, blinks_v, jaw_v, expression_source_v, expression_video_v,
-                            seconds_v),
+                            seconds_v, seed_v),
                     SamplingSettings(num_inference_steps=steps_v, guidance_scale=guidance_v, strength=strength_v,
                                      seed=seed_v, paste=paste_v),
                     progress=progress)
