@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from flap import CONFIG_DIR
-from flap.audio.data import Audio2FlameDataModule, find_clips, rest_jaw, rest_pose
+from flap.audio.data import Audio2FlameDataModule, center_pose, find_clips, rest_jaw, rest_pose
 from flap.audio.model import Audio2Flame
 from flap.audio.module import Audio2FlameModule
 from flap.audio.synthetic import synthetic_pair
@@ -56,6 +56,22 @@ def test_rest_jaw_and_pose():
     frame = np.ones((1, 120), np.float32)
     out = rest_pose(frame, np.array([0.1, 0.2, 0.3]))
     assert np.allclose(out[0, 15:18], [0.1, 0.2, 0.3]) and np.allclose(out[0, :15], 1) and frame[0, 15] == 1
+
+
+def test_center_pose_removes_the_mean_orientation_only():
+    c = HeadCoeffs.neutral(3)
+    c.set_pose_degrees([[4.0, -20.0, 1.0], [6.0, -26.0, 3.0], [8.0, -32.0, 5.0]])
+    c.data[:, 15] = torch.tensor([0.1, 0.2, 0.3])  # jaw opening
+    out = center_pose(c)
+    # mean (6, -26, 3) degrees subtracted
+    np.testing.assert_allclose(out.pose_degrees().numpy(), [[-2, 6, -2], [0, 0, 0], [2, -6, 2]], atol=1e-4)
+    assert torch.equal(out.data[:, 3:], c.data[:, 3:])  # eyes, jaw, eyelids, expression untouched
+    assert c.pose_degrees()[1, 1].item() == pytest.approx(-26.0, abs=1e-4)  # input not modified
+    dm = Audio2FlameDataModule(synthetic=2, center_pose=True)
+    dm.setup("fit")
+    for clip in dm.train_clips + dm.val_clips:
+        pyr = HeadCoeffs(clip.coeffs, fps=clip.fps).pose_degrees().numpy()
+        np.testing.assert_allclose(pyr.mean(0), 0.0, atol=1e-3)
 
 
 def test_silence_padding_targets_closed_jaw():

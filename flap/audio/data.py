@@ -29,7 +29,7 @@ from flap.audio.io import SAMPLE_RATE, load_audio
 from flap.audio.synthetic import synthetic_pairs
 from flap.flame.coeffs import SLICES, HeadCoeffs
 
-__all__ = ["Clip", "find_clips", "CropDataset", "ClipDataset", "Audio2FlameDataModule"]
+__all__ = ["Clip", "find_clips", "center_pose", "CropDataset", "ClipDataset", "Audio2FlameDataModule"]
 
 
 @dataclass
@@ -78,6 +78,20 @@ def rest_jaw(coeffs: np.ndarray, quantile: float = 5.0) -> np.ndarray:
     opening = coeffs[:, SLICES["jaw"].start]
     idx = int(np.argmin(np.abs(opening - np.percentile(opening, quantile))))
     return coeffs[idx, SLICES["jaw"]].copy()
+
+
+def center_pose(coeffs: HeadCoeffs) -> HeadCoeffs:
+    """Return a copy whose head pose is the clip's motion around its own mean orientation.
+
+    The mean pitch / yaw / roll (degrees, :meth:`HeadCoeffs.pose_degrees`) over the clip is subtracted
+    from every frame's; nothing else changes. A speaker's habitual orientation to the camera (the
+    prepared clips' mean yaw spans -26° to +19°) is not in the audio, and a regressor trained on raw
+    poses learns it from the voice instead (issue 13: a -25.6° yaw excursion on the demo speech).
+    Standard deviations over time, which the audio can carry, are unchanged.
+    """
+    out = coeffs.clone()
+    pyr = out.pose_degrees().double()
+    return out.set_pose_degrees((pyr - pyr.mean(0, keepdim=True)).numpy())
 
 
 def rest_pose(frame: np.ndarray, jaw: np.ndarray) -> np.ndarray:
@@ -180,6 +194,8 @@ class Audio2FlameDataModule(L.LightningDataModule):
         samples_per_epoch: training crops per epoch.
         silence_pad: up to this many frames of digital silence added at each clip end (0 = off).
         rest_quantile: percentile of the training jaw opening used as the closed jaw of silence targets.
+        center_pose: train (and validate) on each clip's head motion around its mean orientation
+            (:func:`center_pose`) instead of the raw camera-relative pose.
         gain_db: random gain ± dB (log-mel only; 0 = off).
         synthetic: if > 0, ignore ``media``/``tracked_dir`` and use that many
             :func:`flap.audio.synthetic.synthetic_pairs` (tests, smoke runs).
@@ -204,6 +220,7 @@ class Audio2FlameDataModule(L.LightningDataModule):
         gain_db: float = 6.0,
         synthetic: int = 0,
         rest_quantile: float = 5.0,
+        center_pose: bool = False,
         num_workers: int = 0,
         seed: int = 0,
     ):
@@ -214,6 +231,7 @@ class Audio2FlameDataModule(L.LightningDataModule):
         self.crop_frames, self.batch_size, self.samples_per_epoch = crop_frames, batch_size, samples_per_epoch
         self.silence_pad, self.gain_db, self.synthetic = silence_pad, gain_db, synthetic
         self.num_workers, self.seed, self.rest_quantile = num_workers, seed, float(rest_quantile)
+        self.center_pose = bool(center_pose)
         self.train_clips: list[Clip] = []
         self.val_clips: list[Clip] = []
         self.extractor = None
@@ -240,6 +258,8 @@ class Audio2FlameDataModule(L.LightningDataModule):
         for name, audio, coeffs in self._raw_pairs():
             if name in self.exclude_names:
                 continue
+            if self.center_pose:
+                coeffs = center_pose(coeffs)
             feats = extract_features(
                 audio, self.extractor, SAMPLE_RATE, coeffs.fps, num_frames=coeffs.num_frames
             )
