@@ -88,6 +88,12 @@ def center_pose(coeffs: HeadCoeffs) -> HeadCoeffs:
     prepared clips' mean yaw spans -26° to +19°) is not in the audio, and a regressor trained on raw
     poses learns it from the voice instead (issue 13: a -25.6° yaw excursion on the demo speech).
     Standard deviations over time, which the audio can carry, are unchanged.
+
+    Args:
+        coeffs: ``(T, 120)`` tracked coefficients of one clip (not modified).
+
+    Returns:
+        a new :class:`HeadCoeffs` ``(T, 120)`` whose pitch / yaw / roll have zero mean over the clip.
     """
     out = coeffs.clone()
     pyr = out.pose_degrees().double()
