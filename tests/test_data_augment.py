@@ -163,10 +163,16 @@ def test_pair_augment_color_is_shared_and_label_exact():
     assert float((gain_r[:, 0] - 1).abs().min()) > 0  # it did change the colours
     np.testing.assert_allclose(rc, c[0], atol=1e-12)  # coefficients untouched (rotation by 0 deg: rounding only)
     np.testing.assert_allclose(tc, c[0], atol=1e-12)
-    # off by default: same draws and frames as before the option existed
-    plain = PairAugment(flip=0.5, rotate_deg=10.0)
-    a = plain(np.random.default_rng(5), ref, tgt, c[0], c[0])
-    b = PairAugment(flip=0.5, rotate_deg=10.0, color=0.0)(np.random.default_rng(5), ref, tgt, c[0], c[0])
-    torch.testing.assert_close(a[0], b[0])
+    # off by default: the geometric draws alone, and no extra random draw (older configs augment as before)
+    rng = np.random.default_rng(5)
+    a = PairAugment(flip=0.5, rotate_deg=10.0)(rng, ref, tgt, c[0], c[0])
+    draws = np.random.default_rng(5)
+    flip = bool(draws.random() < 0.5)
+    a_ref, a_tgt = draws.uniform(-10.0, 10.0, size=2)
+    scale = float(draws.uniform(0.95, 1.05))
+    dx, dy = draws.uniform(-0.03, 0.03, size=2)
+    torch.testing.assert_close(a[0], warp_image(ref, flip, float(a_ref), scale, (float(dx), float(dy))))
+    torch.testing.assert_close(a[1], warp_image(tgt, flip, float(a_tgt)))
+    assert rng.random() == draws.random()  # both generators at the same state
     with pytest.raises(ValueError):
         PairAugment(color=1.0)
